@@ -10,6 +10,7 @@ import importlib
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from painter_cli import __version__
 from painter_cli.errors import PainterError
@@ -18,7 +19,36 @@ from painter_cli.errors import PainterError
 # typer app (registered as a group). Only commands that work are listed.
 COMMANDS: list[tuple[str, str]] = []
 
+
+class _PainterGroup(TyperGroup):
+    """Turns a ``PainterError`` (and any unexpected exception) into one line on stderr and exit
+    code 1, unless ``--debug`` was given. Done here rather than in ``main`` so that the same
+    behaviour holds under typer's ``CliRunner``."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PainterError as err:
+            if _state["debug"]:
+                raise
+            _print_error(err.message, err.hint)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            _print_error("interrupted", None)
+            ctx.exit(130)
+        except Exception as exc:
+            # click's own exits and usage errors carry an exit code: let click handle them.
+            if _state["debug"] or hasattr(exc, "exit_code") or isinstance(exc, typer.Abort):
+                raise
+            _print_error(
+                f"unexpected error: {type(exc).__name__}: {exc}",
+                "rerun with --debug for the traceback",
+            )
+            ctx.exit(1)
+
+
 app = typer.Typer(
+    cls=_PainterGroup,
     name="painter",
     help="In-context visual learning: train, prompt and run one generalist model for many dense tasks.",
     no_args_is_help=True,
@@ -65,36 +95,9 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a ``PainterError`` becomes one line on stderr and exit code 1."""
+    """Console-script entry point (``painter``)."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    try:
-        app(args=args, prog_name="painter", standalone_mode=False)
-    except PainterError as err:
-        if debug:
-            raise
-        _print_error(err.message, err.hint)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        _print_error("interrupted", None)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _print_error("aborted", None)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if debug:
-            raise
-        _print_error(f"unexpected error: {type(exc).__name__}: {exc}", "rerun with --debug for the traceback")
-        sys.exit(1)
+    app(args=args, prog_name="painter")
 
 
 def _print_error(message: str, hint: str | None) -> None:
