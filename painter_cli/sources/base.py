@@ -61,6 +61,9 @@ class Source:
     name: ClassVar[str]  # the CLI name: ``painter encode NAME``
     layout: ClassVar[str]  # the expected on-disk layout, shown by ``painter encode --list``
     splits: ClassVar[tuple[str, ...]] = ("train", "val")
+    # Source options (``painter encode`` flags forwarded to the constructor): name -> one-line help,
+    # shown by ``painter encode --list``.
+    option_help: ClassVar[dict[str, str]] = {}
 
     def __init__(self, root: str | Path, split: str = "train", **options: Any):
         self.root = Path(root)
@@ -88,3 +91,81 @@ class Source:
     def load(self, key: str) -> list[Sample]:
         """The samples of one work unit; raises ``SkipItem`` for a corrupt or unreadable input."""
         raise NotImplementedError
+
+
+# --- helpers shared by the sources ----------------------------------------------------------------
+
+
+def read_image(path: str | Path, keep_jpeg: bool = True) -> np.ndarray | bytes:
+    """Read and fully decode one image file (so corrupt files are caught here).
+
+    Returns the file's bytes when ``keep_jpeg`` and it is an RGB JPEG without an EXIF rotation (the
+    shard stores them as is), else an (H, W, 3) uint8 RGB array, EXIF-transposed. Raises ``SkipItem``
+    for a missing, truncated or non-image file.
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            orientation = im.getexif().get(0x0112, 1)
+            if keep_jpeg and im.format == "JPEG" and im.mode == "RGB" and orientation in (0, 1):
+                return data
+            return np.array(ImageOps.exif_transpose(im).convert("RGB"))
+    except FileNotFoundError:
+        raise SkipItem(path, "file not found") from None
+    except (OSError, SyntaxError, ValueError) as e:  # PIL reports corrupt data as OSError
+        raise SkipItem(path, f"unreadable image ({e})") from None
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """Read a single-channel label PNG (mode L, P or I) as an (H, W) integer array of its values.
+
+    Raises ``SkipItem`` for an unreadable file and ``PainterError`` for a colour (RGB) image.
+    """
+    from PIL import Image
+
+    from painter_cli.errors import PainterError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "P", "I", "I;16", "1"):
+                raise PainterError(
+                    f"{path}: expected a single-channel label image, got mode {im.mode}"
+                )
+            return np.array(im)
+    except FileNotFoundError:
+        raise SkipItem(path, "file not found") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SkipItem(path, f"unreadable label image ({e})") from None
+
+
+def parse_options(source: str, options: dict[str, Any], spec: dict[str, tuple[type, Any]]) -> dict:
+    """Check and convert constructor options; ``spec``: name -> (type, default). Values may arrive
+    as CLI strings; an unknown name or a bad value is a ``PainterError`` naming the source."""
+    from painter_cli.errors import PainterError
+
+    unknown = sorted(set(options) - set(spec))
+    if unknown:
+        raise PainterError(
+            f"source {source}: unknown option(s) {', '.join(unknown)}",
+            hint=f"options of {source}: {', '.join(sorted(spec)) or 'none'}",
+        )
+    out = {}
+    for key, (kind, default) in spec.items():
+        value = options.get(key, default)
+        if value is not None and not isinstance(value, kind):
+            try:
+                value = kind(value)
+            except (TypeError, ValueError):
+                raise PainterError(
+                    f"source {source}: option {key}={value!r} is not a {kind.__name__}"
+                ) from None
+        out[key] = value
+    return out

@@ -1,0 +1,160 @@
+"""A custom task with no code edits: already-painted targets matched to images by file stem.
+
+``painter encode pairs ROOT --task NAME --codec CODEC`` pairs ``ROOT/images/<stem>.*`` with
+``ROOT/targets/<stem>.*``; ``--json LIST`` (or ROOT being a ``.json`` file) reads the official
+pair-list format ``[{"image_path", "target_path", ...}]`` instead, paths relative to ROOT. Targets
+are stored as is: they must convert to RGB and have the image's size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from painter_cli.errors import PainterError
+from painter_cli.sources.base import Sample, SkipItem, Source, parse_options, read_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: Path) -> dict[str, Path]:
+    """``stem -> path`` of the image files directly in ``folder`` (``PainterError`` on a stem used
+    by two files, since pairing by stem would be ambiguous)."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            if p.stem in out:
+                raise PainterError(f"{p}: stem {p.stem!r} is also used by {out[p.stem].name}")
+            out[p.stem] = p
+    return out
+
+
+def require_dir(path: Path, layout_line: str) -> None:
+    """One-line ``PainterError`` naming the expected folder when it is missing."""
+    if not path.is_dir():
+        raise PainterError(f"{path}: folder not found", hint=f"expected {layout_line}")
+
+
+def read_pair(image_path: Path, target_path: Path) -> tuple[bytes | Any, Any]:
+    """(image as kept bytes or RGB array, target RGB array); ``PainterError`` on a size mismatch."""
+    from painter_cli.shards import image_size
+
+    image = read_image(image_path, keep_jpeg=True)
+    target = read_image(target_path, keep_jpeg=False)
+    if image_size(image) != target.shape[:2]:
+        h, w = image_size(image)
+        raise PainterError(
+            f"{target_path}: size {target.shape[1]}x{target.shape[0]} differs from its image "
+            f"{image_path} ({w}x{h})"
+        )
+    return image, target
+
+
+class PairsSource(Source):
+    """Custom task: images and already-painted targets, paired by file stem (or a JSON list)."""
+
+    name = "pairs"
+    layout = (
+        "ROOT/images/<stem>.{jpg,png,...} + ROOT/targets/<stem>.{png,...} (same stem, same size), "
+        "or --json LIST.json: [{image_path, target_path}] relative to ROOT"
+    )
+    splits = ("train", "val", "test")
+    option_help = {
+        "task": "task name written into the shards (required)",
+        "codec": "codec that decodes the targets, e.g. semseg, restoration (required)",
+        "codec_params": "codec parameters (--codec-param KEY=VALUE)",
+        "json": "a pair-list JSON instead of images/ + targets/",
+    }
+
+    def __init__(self, root: str | Path, split: str = "train", **options: Any):
+        super().__init__(root, split, **options)
+        opts = parse_options(
+            self.name,
+            options,
+            {
+                "task": (str, None),
+                "codec": (str, None),
+                "codec_params": (dict, None),
+                "json": (str, None),
+            },
+        )
+        if not opts["task"]:
+            raise PainterError("source pairs needs --task NAME (the task name to write)")
+        if not opts["codec"]:
+            raise PainterError("source pairs needs --codec NAME (how targets decode, e.g. semseg)")
+        from painter_cli.tasks import get_codec
+
+        self._task = opts["task"]
+        self._codec = opts["codec"]
+        self._params = dict(opts["codec_params"] or {})
+        get_codec(self._codec, **self._params)  # unknown codec or parameters fail here
+        json_path = opts["json"]
+        if json_path is None and self.root.suffix.lower() == ".json":
+            json_path, self.root = str(self.root), self.root.parent
+        self.pairs: list[tuple[str, Path, Path]] = (
+            self._from_json(Path(json_path)) if json_path else self._from_folders()
+        )
+
+    def _from_folders(self) -> list[tuple[str, Path, Path]]:
+        images_dir, targets_dir = self.root / "images", self.root / "targets"
+        require_dir(images_dir, "ROOT/images/<stem>.* and ROOT/targets/<stem>.*")
+        require_dir(targets_dir, "ROOT/images/<stem>.* and ROOT/targets/<stem>.*")
+        images, targets = image_files(images_dir), image_files(targets_dir)
+        orphans = sorted(set(targets) - set(images))
+        if orphans:
+            log.warning(
+                "%d target(s) in %s have no image (e.g. %s)", len(orphans), targets_dir, orphans[0]
+            )
+        return [
+            (stem, path, targets.get(stem, targets_dir / f"{stem}.png"))
+            for stem, path in images.items()
+        ]
+
+    def _from_json(self, path: Path) -> list[tuple[str, Path, Path]]:
+        if not path.is_absolute() and not path.exists():
+            path = self.root / path
+        try:
+            entries = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise PainterError(f"{path}: cannot read the pair list ({e})") from None
+        if not isinstance(entries, list):
+            raise PainterError(f"{path}: expected a JSON list of {{image_path, target_path}}")
+        out = []
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict) or "image_path" not in e or "target_path" not in e:
+                raise PainterError(f"{path}: entry {i} lacks image_path/target_path")
+            out.append(
+                (
+                    str(Path(e["image_path"]).with_suffix("")),
+                    self.root / e["image_path"],
+                    self.root / e["target_path"],
+                )
+            )
+        if len({p[0] for p in out}) != len(out):
+            raise PainterError(f"{path}: an image_path is listed twice")
+        return out
+
+    @property
+    def task(self) -> str:
+        return self._task
+
+    @property
+    def codec(self) -> str:
+        return self._codec
+
+    def codec_params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    def keys(self) -> list[str]:
+        return [str(i) for i in range(len(self.pairs))]
+
+    def load(self, key: str) -> list[Sample]:
+        sid, image_path, target_path = self.pairs[int(key)]
+        if not target_path.is_file():
+            raise SkipItem(target_path, f"no target for image {image_path.name}")
+        image, target = read_pair(image_path, target_path)
+        return [Sample(id=sid, image=image, target=target)]

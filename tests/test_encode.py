@@ -1,0 +1,227 @@
+"""The encoder: determinism, resume after an interruption, workers, skipped and bad inputs,
+resizing, and the ``painter encode`` / ``painter info`` commands."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import corrupt_jpeg, make_ade20k, make_lol
+from PIL import Image
+
+from painter_cli.cli import app
+from painter_cli.encode import (
+    EncodeSettings,
+    encode_dataset,
+    parse_key_values,
+    parse_size,
+    source_options,
+)
+from painter_cli.errors import PainterError
+from painter_cli.shards import INDEX, SKIPPED, ShardReader, shard_name
+from painter_cli.tasks import get_codec
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("PAINTER_NO_PROGRESS", "1")
+
+
+def _files(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def _same_bytes(a: Path, b: Path) -> None:
+    assert _files(a) == _files(b)
+    for name in _files(a):
+        assert filecmp.cmp(a / name, b / name, shallow=False), name
+
+
+def test_rerun_after_interruption_resumes_to_identical_bytes(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=4)
+    settings = EncodeSettings(shard_size=1)
+    full = encode_dataset("ade20k", tmp_path / "ade", tmp_path / "full", settings=settings)
+    assert (full.samples, full.shards, full.reused) == (4, 4, 0)
+
+    part = tmp_path / "part"
+    encode_dataset("ade20k", tmp_path / "ade", part, settings=settings)
+    # What a kill leaves: the last shard never renamed into place, a temp file, no index.json.
+    (part / shard_name(3)).unlink()
+    (part / INDEX).unlink()
+    (part / f".{shard_name(3)}.tmp-12345").write_bytes(b"half a shard")
+    resumed = encode_dataset("ade20k", tmp_path / "ade", part, settings=settings)
+    assert (resumed.samples, resumed.reused) == (4, 3)
+    _same_bytes(tmp_path / "full", part)
+
+    # A shard damaged after the fact is encoded again.
+    (part / shard_name(1)).write_bytes(b"not hdf5")
+    again = encode_dataset("ade20k", tmp_path / "ade", part, settings=settings)
+    assert again.reused == 3
+    _same_bytes(tmp_path / "full", part)
+
+
+def test_two_workers_write_the_same_shards_as_one(tmp_path):
+    make_lol(tmp_path / "lol", n_train=5)
+    settings = EncodeSettings(shard_size=2)
+    encode_dataset("lol", tmp_path / "lol", tmp_path / "one", workers=1, settings=settings)
+    encode_dataset("lol", tmp_path / "lol", tmp_path / "two", workers=2, settings=settings)
+    _same_bytes(tmp_path / "one", tmp_path / "two")
+    assert [ShardReader(tmp_path / "two").sample_id(i) for i in range(5)] == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
+
+
+def test_corrupt_jpeg_is_skipped_and_listed_or_fatal_with_strict(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=3)
+    bad = tmp_path / "ade/images/training/ADE_train_00000002.jpg"
+    corrupt_jpeg(bad)
+    s = encode_dataset("ade20k", tmp_path / "ade", tmp_path / "out")
+    assert s.samples == 2 and [p for p, _ in s.skipped] == [str(bad)]
+    lines = (tmp_path / "out" / SKIPPED).read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{bad}\t")
+    r = ShardReader(tmp_path / "out")
+    assert [r.sample_id(i) for i in range(2)] == ["ADE_train_00000001", "ADE_train_00000003"]
+    assert r.index["skipped"] == 1
+
+    with pytest.raises(PainterError, match="ADE_train_00000002.jpg"):
+        encode_dataset(
+            "ade20k", tmp_path / "ade", tmp_path / "strict", settings=EncodeSettings(strict=True)
+        )
+    assert _files(tmp_path / "strict") == []
+
+
+def test_label_out_of_range_names_the_file_and_writes_nothing_for_that_shard(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=3)
+    label = tmp_path / "ade/annotations/training/ADE_train_00000003.png"
+    Image.fromarray(np.full((26, 30), 151, np.uint8)).save(label)
+    with pytest.raises(PainterError, match="ADE_train_00000003.png: label 151 out of range 0..150"):
+        encode_dataset(
+            "ade20k", tmp_path / "ade", tmp_path / "out", settings=EncodeSettings(shard_size=2)
+        )
+    assert _files(tmp_path / "out") == [shard_name(0)]  # shard 1 failed: no file, no temp, no index
+
+
+def test_out_dir_of_another_encode_is_refused(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=2)
+    encode_dataset("ade20k", tmp_path / "ade", tmp_path / "out")
+    with pytest.raises(PainterError, match="different encode"):
+        encode_dataset(
+            "ade20k", tmp_path / "ade", tmp_path / "out", settings=EncodeSettings(size=8)
+        )
+
+
+def test_size_resizes_images_bicubic_and_discrete_targets_nearest(tmp_path):
+    truth = make_ade20k(tmp_path / "ade", n_train=1, size=(24, 32))
+    encode_dataset("ade20k", tmp_path / "ade", tmp_path / "out", settings=EncodeSettings(size=12))
+    s = ShardReader(tmp_path / "out")[0]
+    image, labels = truth["train"]["ADE_train_00000001"]
+    assert s["image"].shape == (12, 16, 3)  # shorter side 24 -> 12, aspect kept
+    expected = np.asarray(Image.fromarray(image).resize((16, 12), Image.BICUBIC))
+    np.testing.assert_array_equal(s["image"], expected)
+    small = np.asarray(Image.fromarray(labels).resize((16, 12), Image.NEAREST))
+    np.testing.assert_array_equal(s["target"], get_codec("ade20k-semseg").encode(small))
+
+
+def test_option_parsing():
+    assert (
+        parse_size(None) is None
+        and parse_size("448") == 448
+        and parse_size("896x448") == (896, 448)
+    )
+    with pytest.raises(PainterError, match="--size"):
+        parse_size("0")
+    assert parse_key_values(["a=1", "b-c=x", "d=[1, 2]"], "--option") == {
+        "a": 1,
+        "b_c": "x",
+        "d": [1, 2],
+    }
+    with pytest.raises(PainterError, match="KEY=VALUE"):
+        parse_key_values(["novalue"], "--option")
+    opts = source_options({"task": "t", "copies": None}, ["seed=3"], ["num_classes=5"])
+    assert opts == {"task": "t", "seed": 3, "codec_params": {"num_classes": 5}}
+
+
+def test_cli_empty_folder_fails_with_one_line(tmp_path, cli_runner):
+    (tmp_path / "empty").mkdir()
+    result = cli_runner.invoke(
+        app, ["encode", "ade20k", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "images/training" in lines[0]
+
+
+def test_cli_list_shows_every_source(cli_runner):
+    result = cli_runner.invoke(app, ["encode", "--list"])
+    assert result.exit_code == 0
+    for name in ("ade20k", "derain", "lol", "pairs", "coco-semseg", "nyuv2", "sidd", "synthetic"):
+        assert f"\n{name}:" in "\n" + result.output
+    assert "ROOT/our485/{low,high}" in result.output
+
+
+def test_subprocess_encode_and_info_json(tmp_path):
+    make_lol(tmp_path / "lol", n_val=2)
+    env = {**os.environ, "PAINTER_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "painter_cli"]
+    out = tmp_path / "shards"
+    run = subprocess.run(
+        [
+            *cmd,
+            "encode",
+            "lol",
+            str(tmp_path / "lol"),
+            "--out",
+            str(out),
+            "--split",
+            "val",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "2 lol-lowlight samples (val)" in run.stdout
+    info = subprocess.run(
+        [*cmd, "info", str(out), "--json", "--export", "1", "--export-dir", str(tmp_path / "look")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert info.returncode == 0, info.stderr
+    summary = json.loads(info.stdout)
+    assert summary["count"] == 2
+    assert summary["rows"] == [
+        {
+            "dir": str(out),
+            "task": "lol-lowlight",
+            "split": "val",
+            "count": 2,
+            "codec": "restoration",
+            "params": {},
+            "skipped": 0,
+            "sources": ["lol"],
+        }
+    ]
+    assert len(summary["exported"]) == 1 and Path(summary["exported"][0]).is_file()
+
+
+def test_cli_info_table(tmp_path, cli_runner):
+    make_lol(tmp_path / "lol", n_train=2)
+    encode_dataset("lol", tmp_path / "lol", tmp_path / "out")
+    result = cli_runner.invoke(app, ["info", str(tmp_path / "out")])
+    assert result.exit_code == 0
+    assert "lol-lowlight" in result.output and "2 samples in 1 shards" in result.output

@@ -1,0 +1,220 @@
+"""ShardWriter / ShardReader: payload formats, round trips, task indices, codecs, versions,
+several directories and per-process handles."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import pickle
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from painter_cli.errors import PainterError
+from painter_cli.shards import (
+    INDEX,
+    ShardReader,
+    ShardWriter,
+    export_pairs,
+    pack_array,
+    pack_image,
+    shard_name,
+    summarize,
+    unpack,
+)
+from painter_cli.sources.base import Sample
+from painter_cli.tasks import get_codec
+
+TASKS = {
+    "ade20k-semseg": {"codec": "ade20k-semseg", "params": {}},
+    "my-seg": {"codec": "semseg", "params": {"num_classes": 5, "base": 2}},
+}
+
+
+def _jpeg_bytes(array: np.ndarray, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def _image(seed: int, h: int = 12, w: int = 17) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_zdelta_round_trip_is_exact_for_any_uint8_array():
+    rng = np.random.default_rng(0)
+    for shape in [(5, 7, 3), (9, 1, 3), (4, 6), (1, 1, 3)]:
+        a = rng.integers(0, 256, shape, dtype=np.uint8)
+        fmt, payload, out_shape = pack_array(a)
+        assert fmt == "zdelta" and out_shape == shape
+        back = unpack(fmt, payload.tobytes(), out_shape)
+        np.testing.assert_array_equal(back, a)
+        assert back.flags.writeable
+
+
+def test_flat_label_maps_use_rle_exactly_and_far_below_raw():
+    labels = np.zeros((64, 64, 3), np.uint8)
+    labels[10:40, 5:50] = (255, 213, 171)
+    labels[50:, :7] = (87, 255, 45)
+    for a in (labels, labels[..., 1]):  # painted (H, W, 3) and single-channel (H, W)
+        fmt, payload, shape = pack_array(a)
+        assert fmt == "rle" and shape == a.shape
+        assert payload.size < a.size // 50
+        np.testing.assert_array_equal(unpack(fmt, payload.tobytes(), shape), a)
+
+
+def test_rgb_jpeg_bytes_are_kept_and_decode_like_pil():
+    data = _jpeg_bytes(_image(1))
+    fmt, payload, shape = pack_image(data)
+    assert fmt == "jpeg" and payload.tobytes() == data and shape == (12, 17, 3)
+    expected = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(unpack(fmt, payload, shape), expected)
+
+
+def test_png_bytes_and_rotated_or_gray_jpegs_are_decoded_to_zdelta():
+    img = _image(2)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    fmt, payload, shape = pack_image(buf.getvalue())
+    assert fmt == "zdelta"
+    np.testing.assert_array_equal(unpack(fmt, payload, shape), img)
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: the stored pixels must be the upright ones
+    rotated = _jpeg_bytes(img, exif=exif)
+    fmt, payload, shape = pack_image(rotated)
+    assert fmt == "zdelta" and shape == (17, 12, 3)
+
+    gray = io.BytesIO()
+    Image.fromarray(img[..., 0]).save(gray, "JPEG")
+    fmt, payload, shape = pack_image(gray.getvalue())
+    out = unpack(fmt, payload, shape)
+    assert fmt == "zdelta" and out.shape == (12, 17, 3)
+    assert (out[..., 0] == out[..., 1]).all()
+
+
+def _write(out, n=5, shard_size=2, extras=True):
+    """n samples alternating between two tasks; returns the ground truth per id."""
+    truth = {}
+    with ShardWriter(out, TASKS, split="val", shard_size=shard_size) as w:
+        for i in range(n):
+            task = "ade20k-semseg" if i % 2 == 0 else "my-seg"
+            labels = np.random.default_rng(i).integers(0, 6, (12, 17))
+            target = get_codec(TASKS[task]["codec"], **TASKS[task]["params"]).encode(labels)
+            img = _image(i)
+            image = _jpeg_bytes(img) if i % 2 else img
+            x = {"depth_m": np.full((12, 17), i + 0.25, np.float32)} if extras else {}
+            w.add(Sample(id=f"s{i}", image=image, target=target, extras=x), task)
+            truth[f"s{i}"] = (image, target, task)
+    return truth
+
+
+def test_writer_reader_round_trip_with_tasks_extras_and_indices(tmp_path):
+    truth = _write(tmp_path / "d")
+    files = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert files == [INDEX, shard_name(0), shard_name(1), shard_name(2)]
+    r = ShardReader(tmp_path / "d")
+    assert len(r) == 5
+    assert r.tasks == ["ade20k-semseg", "my-seg"]
+    np.testing.assert_array_equal(r.indices("ade20k-semseg"), [0, 2, 4])
+    np.testing.assert_array_equal(r.indices("my-seg"), [1, 3])
+    assert r.index["tasks"]["my-seg"]["count"] == 2 and r.index["split"] == "val"
+    assert r.codec("my-seg") == get_codec("semseg", num_classes=5, base=2)
+    for i in range(5):
+        s = r[i]
+        image, target, task = truth[f"s{i}"]
+        assert (
+            s["id"] == f"s{i}" and s["task"] == task == r.task_of(i) and r.sample_id(i) == f"s{i}"
+        )
+        expected = (
+            image if isinstance(image, np.ndarray) else np.array(Image.open(io.BytesIO(image)))
+        )
+        np.testing.assert_array_equal(s["image"], expected)
+        np.testing.assert_array_equal(s["target"], target)
+        assert s["depth_m"].dtype == np.float32 and s["depth_m"][3, 4] == pytest.approx(i + 0.25)
+    assert r[-1]["id"] == "s4"
+    with pytest.raises(IndexError):
+        r[5]
+    assert [s["id"] for s in r] == [f"s{i}" for i in range(5)]
+
+
+def test_writer_rejects_size_mismatch_and_leaves_no_partial_shard(tmp_path):
+    out = tmp_path / "d"
+    with (
+        pytest.raises(PainterError, match="'bad'.*differ|'bad'.*target"),
+        ShardWriter(out, TASKS) as w,
+    ):
+        w.add(Sample("ok", _image(0), _image(1)), "my-seg")
+        w.add(Sample("bad", _image(0), _image(1, 5, 5)), "my-seg")
+    assert sorted(p.name for p in out.iterdir()) == []  # no shard, no temp file, no index
+
+
+def test_reader_errors_missing_index_and_other_versions(tmp_path):
+    with pytest.raises(PainterError, match="index.json: missing"):
+        ShardReader(tmp_path)
+    _write(tmp_path / "d", extras=False)
+    index = json.loads((tmp_path / "d" / INDEX).read_text())
+    index["version"] = 99
+    (tmp_path / "d" / INDEX).write_text(json.dumps(index))
+    with pytest.raises(PainterError, match="version 99"):
+        ShardReader(tmp_path / "d")
+
+    _write(tmp_path / "e", extras=False)
+    with h5py.File(tmp_path / "e" / shard_name(1), "r+") as f:
+        f.attrs["painter_shard_version"] = 7
+    r = ShardReader(tmp_path / "e")
+    r[0]
+    with pytest.raises(PainterError, match="version 7"):
+        r[2]
+
+
+def test_several_directories_concatenate_and_conflicting_codecs_fail(tmp_path):
+    _write(tmp_path / "a", n=3, extras=False)
+    _write(tmp_path / "b", n=2, extras=False)
+    r = ShardReader([tmp_path / "a", tmp_path / "b"])
+    assert len(r) == 5 and r[3]["id"] == "s0" and r.index["tasks"]["my-seg"]["count"] == 2
+    np.testing.assert_array_equal(r.indices("ade20k-semseg"), [0, 2, 3])
+    assert len(ShardReader([r, tmp_path / "a"])) == 8
+    with pytest.raises(PainterError, match="not in"):
+        r.indices("nope")
+
+    with ShardWriter(
+        tmp_path / "c", {"my-seg": {"codec": "semseg", "params": {"num_classes": 3}}}
+    ) as w:
+        w.add(Sample("x", _image(0), _image(1)))
+    with pytest.raises(PainterError, match="my-seg"):
+        ShardReader([tmp_path / "a", tmp_path / "c"])
+
+
+def _child_read(reader: ShardReader) -> list[str]:
+    return [reader[i]["id"] for i in range(len(reader))]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is Linux-only here")
+def test_reader_is_safe_across_fork_and_pickle(tmp_path):
+    _write(tmp_path / "d", extras=False)
+    r = ShardReader(tmp_path / "d")
+    r[0], r[4]  # open handles in the parent before forking
+    with mp.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_child_read, (r,)) == [f"s{i}" for i in range(5)]
+    r2 = pickle.loads(pickle.dumps(r))
+    np.testing.assert_array_equal(r2[3]["target"], r[3]["target"])
+    r.close()
+    assert r[1]["id"] == "s1"  # reopens after close
+
+
+def test_summarize_and_export(tmp_path):
+    _write(tmp_path / "d", extras=False)
+    r = ShardReader(tmp_path / "d")
+    s = summarize(r)
+    rows = {row["task"]: row for row in s["rows"]}
+    assert rows["ade20k-semseg"]["count"] == 3 and rows["my-seg"]["split"] == "val"
+    assert s["count"] == 5 and s["shards"] == 3
+    paths = export_pairs(r, 2, tmp_path / "look")
+    assert [p.name for p in paths] == ["0000_ade20k-semseg_s0.png", "0001_ade20k-semseg_s4.png"]
+    with Image.open(paths[1]) as im:
+        assert im.size == (17, 24)  # image above target
