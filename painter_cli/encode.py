@@ -240,6 +240,13 @@ def encode_dataset(
     t0 = time.perf_counter()
     source = get_source(source_name, root, split, **options)
     codec = get_codec(source.codec, **source.codec_params())
+    if settings.size is not None and codec.kind == "keypoints":
+        # Keypoint targets and their coordinate extras are tied to the codec's crop geometry.
+        raise PainterError(
+            f"--size cannot be used with {source_name}: keypoint crops have a fixed "
+            f"{codec.params().get('width')}x{codec.params().get('height')} geometry",
+            hint="drop --size",
+        )
     keys = list(source.keys())
     if not keys:
         raise PainterError(

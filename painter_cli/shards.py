@@ -211,18 +211,23 @@ class ShardFile:
         return len(self._manifest)
 
     def add(self, sample: Any, task: str) -> None:
-        """Append a ``Sample`` (image, target (H, W, 3) uint8 of the same size, extras)."""
+        """Append a ``Sample`` (image, target (H, W, 3) uint8 of the same size, extras).
+
+        ``target`` may be None for image-only test samples (e.g. keypoint crops from detected
+        boxes); the reader then returns ``target=None``.
+        """
         what = f"sample {sample.id!r}"
-        if sample.target is None:
-            raise PainterError(f"{what}: has no target")
-        target = _check_image(sample.target, f"{what} target")
-        if image_size(sample.image) != target.shape[:2]:
+        target = None if sample.target is None else _check_image(sample.target, f"{what} target")
+        if target is not None and image_size(sample.image) != target.shape[:2]:
             raise PainterError(
                 f"{what}: image is {image_size(sample.image)} but target is {target.shape[:2]} (H, W)"
             )
         group = self._samples.create_group(str(len(self._manifest)))
         entry: dict[str, Any] = {"id": str(sample.id), "task": task}
+        entry["target"] = None
         for field, value in (("image", sample.image), ("target", target)):
+            if value is None:
+                continue
             fmt, payload, shape = pack_image(value, f"{what} {field}")
             ds = group.create_dataset(field, data=payload)
             ds.attrs["format"] = fmt
@@ -562,7 +567,10 @@ class ShardReader:
         k, j = self._locate(i)
         entry = self._manifest(k)[j]
         out: dict[str, Any] = {"task": entry["task"], "id": entry["id"]}
+        out["target"] = None
         for field in ("image", "target"):
+            if entry[field] is None:
+                continue
             fmt, shape, offset, nbytes = entry[field]
             if offset is None:
                 payload = self._handle(k)[f"samples/{j}/{field}"][()]
@@ -714,6 +722,7 @@ def export_pairs(reader: ShardReader, n: int, out_dir: str | Path) -> list[Path]
         s = reader[int(i)]
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s["id"])
         path = out / f"{k:04d}_{s['task']}_{safe}.png"
-        Image.fromarray(np.concatenate([s["image"], s["target"]], axis=0)).save(path)
+        parts = [s["image"]] if s["target"] is None else [s["image"], s["target"]]
+        Image.fromarray(np.concatenate(parts, axis=0)).save(path)
         paths.append(path)
     return paths

@@ -322,3 +322,23 @@ def test_keypoints_bad_layout(tmp_path):
     write_coco(tmp_path, "train")
     with pytest.raises(PainterError, match="nope.json"):
         get_source("coco-keypoints", tmp_path, "train", boxes=str(tmp_path / "nope.json"))
+
+
+def test_keypoint_detection_crops_through_shards(coco, tmp_path):
+    # Image-only test crops (no target) are stored and read back with target None.
+    reader, _ = _encode("coco-keypoints", coco.root, tmp_path, boxes=str(coco.boxes))
+    assert len(reader) == 3
+    item = reader[0]
+    assert item["target"] is None
+    assert item["image"].shape == (256, 192, 3)
+    np.testing.assert_allclose(item["center"], [25.0, 40.0])
+
+
+def test_keypoints_refuse_resize(coco, tmp_path):
+    from painter_cli.encode import EncodeSettings, encode_dataset
+
+    with pytest.raises(PainterError, match="--size cannot be used with coco-keypoints"):
+        encode_dataset(
+            "coco-keypoints", coco.root, tmp_path / "o", settings=EncodeSettings(size=64)
+        )
+    assert not (tmp_path / "o" / "index.json").exists()
