@@ -1,0 +1,81 @@
+"""``painter eval``: in-context prediction over a shard split and the task's official metric."""
+
+from __future__ import annotations
+
+import typer
+
+
+def eval_command(
+    task: str = typer.Option(..., "--task", help="Task name in the shards (or its codec kind)."),
+    data: list[str] = typer.Option(
+        None, "--data", help="Validation shard folder(s) [default: the synthetic suite's]."
+    ),
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
+    ),
+    prompt: list[str] = typer.Option(
+        None, "--prompt", "-p", help="Prompt pair (folder or IMAGE:TARGET); repeat to ensemble."
+    ),
+    prompt_data: list[str] = typer.Option(
+        None, "--prompt-data", help="Train shards: prompt with the task's first pair."
+    ),
+    limit: int = typer.Option(None, "--limit", help="Evaluate the first N samples only."),
+    out: str = typer.Option(None, "--out", "-o", help="Output folder [default: eval-TASK]."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Queries per forward."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
+    ensemble: str = typer.Option("features", "--ensemble", help="features or outputs."),
+    metric_variant: str = typer.Option(
+        None, "--metric-variant", help="Restoration: sidd, derain or lol [default: from the task]."
+    ),
+    flip_test: bool = typer.Option(True, "--flip-test/--no-flip-test", help="Keypoints flip test."),
+    official_resize: bool = typer.Option(
+        False, "--official-resize", help="Resize prompt targets bicubic, as the official scripts."
+    ),
+    seg_type: str = typer.Option(None, "--seg-type", help="SegGPT: instance or semantic."),
+) -> None:
+    """Evaluate a checkpoint on a validation split: prints the metrics and writes metrics.json."""
+    from rich.table import Table
+
+    from painter_cli.console import stdout_console
+    from painter_cli.evaluation import EvalSettings, run_eval, scalar_metrics
+
+    if not data:  # the synthetic suite's val split, prompted by the bundled pair
+        from painter_cli.defaults import default_prompt, suite_data
+
+        data, task = suite_data(task, "val")
+        if not prompt and not prompt_data:
+            prompt = default_prompt(task)
+    settings = EvalSettings(
+        task=task,
+        data=list(data),
+        checkpoint=checkpoint,
+        prompts=list(prompt) if prompt else None,
+        prompt_data=list(prompt_data) if prompt_data else None,
+        limit=limit,
+        out=out,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        size=size,
+        ensemble=ensemble,
+        metric_variant=metric_variant,
+        flip_test=flip_test,
+        official_resize=official_resize,
+        seg_type=seg_type,
+    )
+    doc = run_eval(settings)
+    result = doc["metrics"]
+    table = Table(title=f"{result['task']} ({result['images']} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in scalar_metrics(result):
+        label = f"{name} *" if name == result["metric"] else name
+        table.add_row(label, f"{value:.4f}")
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        f"* headline ({'higher' if result['higher_is_better'] else 'lower'} is better); "
+        f"written {doc['settings']['out']}/metrics.json"
+    )

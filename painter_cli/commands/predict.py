@@ -1,0 +1,62 @@
+"""``painter predict``: paint the target of query images given one or more prompt pairs."""
+
+from __future__ import annotations
+
+import typer
+
+
+def predict(
+    queries: list[str] = typer.Argument(..., help="Query images: files, folders or globs."),
+    prompt: list[str] = typer.Option(
+        ...,
+        "--prompt",
+        "-p",
+        help="A prompt pair: a folder (image.* + target.*, NAME + NAME_target pairs, or "
+        "prompt.safetensors) or IMAGE:TARGET. Repeat for an ensemble.",
+    ),
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
+    ),
+    task: str = typer.Option(None, "--task", help="Codec to decode the painted output with."),
+    out: str = typer.Option("predictions", "--out", "-o", help="Output folder."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Queries per forward."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    size: int = typer.Option(
+        None, "--size", help="Per-image side S (canvas 2S x S) [default: the model's own]."
+    ),
+    keep_aspect: bool = typer.Option(
+        False, "--keep-aspect", help="Pad to square instead of stretching; crop the result back."
+    ),
+    official_resize: bool = typer.Option(
+        False, "--official-resize", help="Resize prompt targets bicubic, as the official scripts."
+    ),
+    ensemble: str = typer.Option(
+        None, "--ensemble", help="Several prompts: features (default) or outputs."
+    ),
+    seg_type: str = typer.Option(
+        None, "--seg-type", help="SegGPT checkpoints: instance (default) or semantic."
+    ),
+) -> None:
+    """Paint the target of every query given the prompt pair(s); writes images, decoded outputs
+    and predictions.json into --out."""
+    from painter_cli.console import stdout_console
+    from painter_cli.inference import PredictSettings, run_predict
+
+    settings = PredictSettings(
+        queries=list(queries),
+        prompts=list(prompt),
+        checkpoint=checkpoint,
+        task=task,
+        out=out,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        size=size,
+        keep_aspect=keep_aspect,
+        official_resize=official_resize,
+        ensemble=ensemble,
+        seg_type=seg_type,
+    )
+    records = run_predict(settings)
+    stdout_console().print(f"painted {len(records)} queries -> {out}/predictions.json")

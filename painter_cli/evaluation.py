@@ -1,0 +1,561 @@
+"""Evaluation: in-context prediction over a shard split and the task's official metric.
+
+``evaluate`` paints every sample of one task of a ``ShardReader`` with the given prompts (batched
+queries, one model) and feeds the decoded outputs to the task's meter from ``painter_cli.metrics``
+(spec ``official-data-and-evaluation.md``, part (c) of each section):
+
+- depth: per-image RMSE/AbsRel/delta... inside 1e-3..10 m and the Eigen crop, averaged over
+  images; ground truth ``depth_m`` from the shard extras, else decoded from the target; the
+  prediction is truncated to whole millimetres like the official 16-bit PNGs.
+- semseg: one confusion matrix over the split; ground truth = ``codec.decode(target)`` with black
+  (background) pixels ignored; mIoU and pixel accuracy.
+- instance: class-agnostic COCO mask AP; ground-truth masks are the target's distinct colours.
+- keypoints: COCO keypoint AP (OKS) in the crop frame, with the official flip test.
+- restoration: PSNR/SSIM in the ``sidd``, ``derain`` or ``lol`` variant.
+- panoptic: PQ needs panoptic ground truth, which shards do not carry (``painter encode`` writes
+  ``coco-semseg`` and ``coco-instance``): a clear error says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from painter_cli import metrics as M
+from painter_cli.errors import PainterError
+from painter_cli.inference import (
+    ENSEMBLES,
+    Predictor,
+    Prompt,
+    checkpoint_or_default,
+    default_size,
+    finish,
+    load_checkpoint,
+    load_prompts,
+    make_prompt,
+    resolve_device,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+RESTORATION_VARIANTS = M.VARIANTS
+
+
+# --------------------------------------------------------------------------------------------
+# Task and prompt resolution
+
+
+def resolve_task(reader: Any, task: str) -> str:
+    """A task name of the shards, or a codec kind (or codec name) naming exactly one of them."""
+    if task in reader.tasks:
+        return task
+    from painter_cli.defaults import task_kind
+
+    # A task's kind (denoise, derain...) as well as its codec's kind (restoration).
+    matches = [
+        t
+        for t in reader.tasks
+        if task
+        in (reader.task_info(t)["codec"], getattr(reader.codec(t), "kind", None), task_kind(t))
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if task in ("panoptic", "coco-panoptic"):
+        raise PainterError(
+            f"task {task!r}: PQ needs panoptic ground truth, which these shards do not carry",
+            "evaluate the coco-semseg (mIoU) and coco-instance (AP) tasks of the shards instead",
+        )
+    where = ", ".join(map(str, reader.dirs))
+    if matches:
+        raise PainterError(
+            f"task {task!r} is ambiguous in {where}: {', '.join(matches)}", "name the task"
+        )
+    raise PainterError(
+        f"unknown task {task!r} in {where}", f"tasks there: {', '.join(reader.tasks)}"
+    )
+
+
+def restoration_variant(task: str, variant: str | None = None) -> str:
+    """The PSNR/SSIM protocol: ``variant`` if given, else guessed from the task name (SIDD/denoise
+    -> sidd, rain -> derain, LoL/low-light -> lol), else sidd."""
+    if variant is not None:
+        if variant not in RESTORATION_VARIANTS:
+            raise PainterError(
+                f"--metric-variant {variant}: expected one of {', '.join(RESTORATION_VARIANTS)}"
+            )
+        return variant
+    name = task.lower()
+    if "rain" in name:
+        return "derain"
+    if "lol" in name or "light" in name or "enhance" in name:
+        return "lol"
+    return "sidd"
+
+
+def prompts_from_shards(
+    reader: Any, task: str, size: int, count: int = 1, **prompt_kwargs: Any
+) -> list[Prompt]:
+    """The first ``count`` pairs of ``task`` in ``reader`` as prompts of side ``size``."""
+    codec = reader.codec(task)
+    idx = reader.indices(task)[:count]
+    if len(idx) == 0:
+        raise PainterError(f"task {task!r} has no samples in {', '.join(map(str, reader.dirs))}")
+    prompts = []
+    for i in idx:
+        s = reader[int(i)]
+        if s.get("target") is None:
+            raise PainterError(f"sample {s['id']} of {task!r} has no target to prompt with")
+        prompts.append(
+            make_prompt(
+                s["image"],
+                s["target"],
+                size,
+                discrete=codec.discrete,
+                name=f"{task}:{s['id']}",
+                **prompt_kwargs,
+            )
+        )
+    return prompts
+
+
+# --------------------------------------------------------------------------------------------
+# Scorers: one painted prediction (at the sample's size) + its sample -> the meter
+
+
+def heatmap_keypoints(heatmaps: np.ndarray) -> np.ndarray:
+    """(K, H, W) heatmaps -> (K, 3) ``x, y, score``: the argmax shifted 0.25 px towards the higher
+    neighbour (mmpose ``keypoints_from_heatmaps``, as the keypoint codec decodes); an empty
+    heatmap gives ``(-1, -1, 0)``."""
+    k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(k, -1)
+    idx = flat.argmax(axis=1)
+    score = flat[np.arange(k), idx]
+    ys, xs = np.divmod(idx, w)
+    out = np.zeros((k, 3), np.float32)
+    for j in range(k):
+        if score[j] <= 0:
+            out[j] = (-1.0, -1.0, 0.0)
+            continue
+        px, py = int(xs[j]), int(ys[j])
+        x, y = float(px), float(py)
+        if 1 < px < w - 1 and 1 < py < h - 1:
+            hm = heatmaps[j]
+            x += 0.25 * float(np.sign(hm[py, px + 1] - hm[py, px - 1]))
+            y += 0.25 * float(np.sign(hm[py + 1, px] - hm[py - 1, px]))
+        out[j] = (x, y, score[j])
+    return out
+
+
+def _as_u8(painted: np.ndarray) -> np.ndarray:
+    return np.clip(painted, 0, 255).astype(np.uint8)
+
+
+class _Scorer:
+    def __init__(self, codec: Any):
+        self.codec = codec
+        self.count = 0
+
+    def update(self, painted: np.ndarray, sample: dict, flipped: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _DepthScorer(_Scorer):
+    def __init__(self, codec: Any):
+        super().__init__(codec)
+        self.meter = M.DepthMeter()
+
+    def update(self, painted, sample, flipped):
+        gt = sample.get("depth_m")
+        if gt is None:
+            gt = self.codec.decode(sample["target"])
+        pred = self.codec.decode(painted)
+        # The official prediction PNG holds whole millimetres (``.int()``).
+        pred = np.floor(pred.astype(np.float64) * 1000.0) / 1000.0
+        if pred.shape != gt.shape:
+            from painter_cli.inference import resize_float
+
+            pred = resize_float(pred[..., None], *gt.shape, "bilinear")[..., 0]
+        self.meter.update(pred, gt)
+
+    def compute(self):
+        return self.meter.compute()
+
+
+class _SemsegScorer(_Scorer):
+    def __init__(self, codec: Any):
+        super().__init__(codec)
+        # A codec with a background class (black, e.g. the synthetic suite) scores it as class 0;
+        # otherwise black is unlabelled and ignored.
+        self.background = bool(getattr(codec, "background", False))
+        self.meter = M.SemsegMeter(codec.num_classes + self.background)
+
+    def update(self, painted, sample, flipped):
+        target = sample["target"]
+        if self.background:
+            gt = self.codec.decode(target).astype(np.int64)
+            pred = self.codec.decode(_as_u8(painted)).astype(np.int64)
+            self.meter.update(pred, gt)
+            return
+        gt = self.codec.decode(target).astype(np.int64) - 1
+        gt[target.max(axis=2) == 0] = self.meter.ignore_index  # black = background, ignored
+        pred = self.codec.decode(_as_u8(painted)).astype(np.int64) - 1
+        self.meter.update(pred, gt)
+
+    def compute(self):
+        return self.meter.compute()
+
+
+def target_instance_masks(target: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool masks of the distinct non-black colours of an instance target."""
+    key = (target[..., 0].astype(np.int64) << 16) | (target[..., 1].astype(np.int64) << 8)
+    key |= target[..., 2]
+    colours = np.unique(key)
+    colours = colours[colours != 0]
+    return key[None] == colours[:, None, None]
+
+
+class _InstanceScorer(_Scorer):
+    def __init__(self, codec: Any):
+        super().__init__(codec)
+        self.meter = M.InstanceMeter()
+
+    def update(self, painted, sample, flipped):
+        h, w = painted.shape[:2]
+        decoded = self.codec.decode(_as_u8(painted))
+        masks = np.array([m for m, _ in decoded], dtype=bool).reshape(-1, h, w)
+        scores = np.array([s for _, s in decoded], dtype=np.float64)
+        self.meter.update(masks, scores, target_instance_masks(sample["target"]))
+
+    def compute(self):
+        return self.meter.compute()
+
+
+class _KeypointScorer(_Scorer):
+    """COCO keypoint AP in the crop frame: one image and one person per sample. The ground truth is
+    ``extras["keypoints"]`` (K, 3) (else decoded from the target) and its OKS area the unpadded
+    crop box ``(W/1.25) * (H/1.25)`` unless ``extras["area"]`` gives it."""
+
+    def __init__(self, codec: Any):
+        super().__init__(codec)
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+        self.results: list[dict] = []
+
+    def update(self, painted, sample, flipped):
+        h, w = painted.shape[:2]
+        heat = self.codec.decode(_as_u8(painted)).heatmaps
+        if flipped is not None:
+            heat_f = self.codec.decode(_as_u8(flipped)).heatmaps
+            heat = M.flip_test_heatmaps(heat, heat_f)
+        pred = heatmap_keypoints(heat)
+        gt = sample.get("keypoints")
+        if gt is None:
+            dec = self.codec.decode(sample["target"]).keypoints
+            gt = np.concatenate([dec[:, :2], 2.0 * (dec[:, 2:] > 0)], axis=1)
+        gt = np.asarray(gt, dtype=np.float64).reshape(-1, 3)
+        gt[gt[:, 2] <= 0] = 0.0
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "height": h, "width": w})
+        area = float(np.asarray(sample.get("area", (w / 1.25) * (h / 1.25))))
+        visible = int((gt[:, 2] > 0).sum())
+        self.annotations.append(
+            {
+                "id": image_id,
+                "image_id": image_id,
+                "category_id": 1,
+                "keypoints": gt.ravel().tolist(),
+                "num_keypoints": visible,
+                "area": area,
+                "bbox": [0.0, 0.0, float(w), float(h)],
+                "iscrowd": 0,
+            }
+        )
+        box_score = float(np.asarray(sample.get("score", 1.0)))
+        self.results.append(
+            {
+                "image_id": image_id,
+                "category_id": 1,
+                "keypoints": pred.astype(np.float64).ravel().tolist(),
+                "score": M.rescore_keypoints(pred, box_score),
+            }
+        )
+
+    def compute(self):
+        cats = [{"id": 1, "name": "person", "keypoints": [], "skeleton": []}]
+        gt = {"images": self.images, "annotations": self.annotations, "categories": cats}
+        out = M.keypoint_ap(gt, self.results)
+        out["images"] = len(self.images)
+        return out
+
+
+class _RestorationScorer(_Scorer):
+    def __init__(self, codec: Any, variant: str):
+        super().__init__(codec)
+        self.meter = M.RestorationMeter(variant)
+        self.variant = variant
+
+    def update(self, painted, sample, flipped):
+        if self.variant == "derain":  # the official derain script scores saved uint8 PNGs
+            pred = self.codec.decode(painted)
+        else:  # SIDD (.mat) and LoL score the float [0, 1] prediction
+            pred = np.clip(painted.astype(np.float64) / 255.0, 0.0, 1.0)
+        self.meter.update(pred, sample["target"])
+
+    def compute(self):
+        out = self.meter.compute()
+        out["variant"] = self.variant
+        return out
+
+
+def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
+    kind = codec.kind
+    if kind == "depth":
+        return _DepthScorer(codec)
+    if kind == "semseg":
+        return _SemsegScorer(codec)
+    if kind == "instance":
+        return _InstanceScorer(codec)
+    if kind == "keypoints":
+        return _KeypointScorer(codec)
+    if kind == "restoration":
+        return _RestorationScorer(codec, restoration_variant(task, metric_variant))
+    raise PainterError(
+        f"task {task!r}: no evaluation for codec kind {kind!r}",
+        "PQ needs panoptic ground truth, which shards do not carry" if kind == "panoptic" else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The core
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module | Predictor,
+    reader: Any,
+    task: str,
+    prompts: Sequence[Prompt],
+    limit: int | None = None,
+    *,
+    batch_size: int = 8,
+    ensemble: str = "features",
+    metric_variant: str | None = None,
+    flip_test: bool = True,
+    precision: str = "fp32",
+    seg_type: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    cache: dict | None = None,
+) -> dict[str, Any]:
+    """Paint the first ``limit`` samples (all when None) of ``task`` in ``reader`` with ``prompts``
+    and compute the task's metrics.
+
+    ``prompts``: ``Prompt`` tensors (3, S, S), all of the same side S (the canvas is 2S x S).
+    ``model``: a ``Painter`` (a ``Predictor`` is built around it, putting it in eval mode) or a
+    ready ``Predictor``. ``cache``: a dict reused across calls with the same reader and task
+    (e.g. scoring many prompts) to keep decoded samples and query tensors.
+
+    Returns the metric values (``painter_cli.metrics`` names, e.g. ``rmse``/``miou``/``ap``/
+    ``psnr``) plus ``metric`` (the headline name), ``higher_is_better``, ``task``, ``kind`` and
+    ``images``.
+    """
+    if not prompts:
+        raise PainterError("evaluate: no prompt given")
+    sizes = {p.size for p in prompts}
+    if len(sizes) != 1:
+        raise PainterError(f"prompts have different sizes {sorted(sizes)}; use one size")
+    size = sizes.pop()
+    if isinstance(model, Predictor):
+        predictor = model
+        if predictor.size != size:
+            raise PainterError(
+                f"prompts are {size}x{size} but the predictor paints {predictor.size}"
+            )
+    else:
+        predictor = Predictor(
+            model, size=size, device=device, precision=precision, seg_type=seg_type
+        )
+    if ensemble not in ENSEMBLES:
+        raise PainterError(f"--ensemble {ensemble}: expected one of {', '.join(ENSEMBLES)}")
+    task = resolve_task(reader, task)
+    codec = reader.codec(task)
+    scorer = _scorer(codec, task, metric_variant)
+    # The flip test swaps COCO's left/right pairs: only for the 17 COCO keypoints.
+    flip = flip_test and codec.kind == "keypoints" and getattr(codec, "num_keypoints", 17) == 17
+    indices = [int(i) for i in reader.indices(task)]
+    if limit is not None:
+        if limit < 1:
+            raise PainterError(f"--limit {limit}: must be >= 1")
+        indices = indices[:limit]
+    if not indices:
+        raise PainterError(f"task {task!r} has no samples in {', '.join(map(str, reader.dirs))}")
+    cache = {} if cache is None else cache
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), max(1, batch_size))]
+    if progress:
+        from painter_cli.console import track
+
+        batches = track(batches, f"evaluating {task}", total=len(batches))
+    for batch in batches:
+        samples, queries = [], []
+        for i in batch:
+            if ("sample", i) not in cache:
+                cache[("sample", i)] = reader[i]
+            sample = cache[("sample", i)]
+            if ("query", i, size) not in cache:
+                cache[("query", i, size)] = predictor.query(sample["image"])
+            samples.append(sample)
+            queries.append(cache[("query", i, size)])
+        q = torch.stack(queries)
+        painted = predictor.paint(q, prompts, ensemble)
+        painted_flip = predictor.paint(q.flip(-1), prompts, ensemble) if flip else None
+        for j, sample in enumerate(samples):
+            h, w = sample["image"].shape[:2]
+            arr = finish(painted[j], h, w, codec.kind)
+            arr_f = None if painted_flip is None else finish(painted_flip[j], h, w, codec.kind)
+            scorer.update(arr, sample, arr_f)
+    result = scorer.compute()
+    headline = M.metric_for_kind(codec.kind)
+    result.update(
+        metric=headline.name,
+        higher_is_better=headline.higher_is_better,
+        task=task,
+        kind=codec.kind,
+    )
+    result.setdefault("images", len(indices))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The eval run
+
+
+@dataclass
+class EvalSettings:
+    """Resolved settings of ``painter eval`` (written into ``metrics.json``)."""
+
+    task: str
+    data: list[str]
+    checkpoint: str | None = None
+    prompts: list[str] | None = None
+    prompt_data: list[str] | None = None
+    limit: int | None = None
+    out: str | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "fp32"
+    size: int | None = None
+    ensemble: str = "features"
+    metric_variant: str | None = None
+    flip_test: bool = True
+    official_resize: bool = False
+    seg_type: str | None = None
+
+
+def run_eval(settings: EvalSettings) -> dict[str, Any]:
+    """Run ``painter eval``: returns ``{"metrics": ..., "settings": ...}``, also written to
+    ``OUT/metrics.json`` (default ``eval-<task>``)."""
+    from painter_cli.shards import ShardReader
+
+    ckpt = checkpoint_or_default(settings.checkpoint)
+    reader = ShardReader(settings.data)
+    task = resolve_task(reader, settings.task)
+    codec = reader.codec(task)
+    scorer_check = _scorer(codec, task, settings.metric_variant)  # fail early on bad variants
+    out = Path(settings.out or f"eval-{task}")
+    if out.exists() and not out.is_dir():
+        raise PainterError(f"{out}: --out exists and is not a folder")
+    loaded: list[Any] = []
+    train = None
+    if settings.prompts:
+        loaded = load_prompts(settings.prompts, codec)
+    elif settings.prompt_data:
+        train = ShardReader(settings.prompt_data)
+        resolve_task(train, task)
+    else:
+        raise PainterError(
+            "no --prompt given",
+            "pass --prompt PAIR, or --prompt-data TRAIN_SHARDS to use its first pair",
+        )
+    device = resolve_device(settings.device)
+    model = load_checkpoint(ckpt, device, settings.precision)
+    tensor_sizes = {p.size for p in loaded if isinstance(p, Prompt)}
+    size = settings.size or (min(tensor_sizes) if tensor_sizes else default_size(model, codec.kind))
+    if train is not None:
+        prompts = prompts_from_shards(
+            train, resolve_task(train, task), size, official_resize=settings.official_resize
+        )
+    else:
+        prompts = [
+            p
+            if isinstance(p, Prompt)
+            else make_prompt(
+                p[1],
+                p[2],
+                size,
+                discrete=codec.discrete,
+                official_resize=settings.official_resize,
+                name=p[0],
+            )
+            for p in loaded
+        ]
+    result = evaluate(
+        model,
+        reader,
+        task,
+        prompts,
+        settings.limit,
+        batch_size=settings.batch_size,
+        ensemble=settings.ensemble,
+        metric_variant=getattr(scorer_check, "variant", settings.metric_variant),
+        flip_test=settings.flip_test,
+        precision=settings.precision,
+        seg_type=settings.seg_type,
+        device=device,
+    )
+    resolved = asdict(settings)
+    resolved.update(
+        task=task,
+        checkpoint=ckpt,
+        size=size,
+        prompts=[p.name for p in prompts],
+        codec={"name": codec.name, "params": codec.params()},
+        device=str(device),
+        out=str(out),
+    )
+    doc = {"metrics": _json_safe(result), "settings": resolved}
+    write_json(out / "metrics.json", doc)
+    return doc
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python numbers, so ``metrics.json`` is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def scalar_metrics(result: dict[str, Any]) -> list[tuple[str, float]]:
+    """The numeric metrics of an ``evaluate`` result, for a table (lists and labels left out)."""
+    skip = {"higher_is_better", "images", "skipped", "valid_pixels", "n", "n_th", "n_st"}
+    return [
+        (k, float(v))
+        for k, v in result.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip
+    ]

@@ -1,0 +1,349 @@
+"""Prompts, canvas assembly and the ``Predictor`` that paints queries with a loaded model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from painter_cli.errors import PainterError
+from painter_cli.inference.images import IMAGE_EXTS, fit_square, unfit_square
+from painter_cli.model import IMAGENET_MEAN, IMAGENET_STD, denormalize
+
+log = logging.getLogger(__name__)
+
+PROMPT_TENSORS = "prompt.safetensors"
+ENSEMBLES = ("features", "outputs")
+PRECISIONS = ("fp32", "bf16")
+
+RESTORATION_KINDS = frozenset({"restoration", "denoise", "derain", "lowlight", "enhance"})
+# Back-resize mode per kind, as the official eval scripts do (spec 9.7): bilinear for semantic
+# and depth, nearest for instance and pose, bicubic for the low-level tasks.
+_BACK_RESIZE = {"depth": "bilinear", "semseg": "bilinear", "semantic": "bilinear"}
+_BACK_RESIZE.update({"instance": "nearest", "panoptic": "nearest", "keypoints": "nearest"})
+
+
+def restoration_kind(kind: str | None) -> bool:
+    return kind in RESTORATION_KINDS
+
+
+def back_resize_mode(kind: str | None) -> str:
+    """Interpolation used to bring the painted square back to the query's size."""
+    return _BACK_RESIZE.get(kind or "", "bicubic")
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts
+
+
+@dataclass
+class Prompt:
+    """One in-context example: normalised tensors ``image`` and ``target`` of shape (3, S, S).
+
+    ``image_rgb``/``target_rgb`` (uint8 (h, w, 3)) are kept only for previews; ``name`` says where
+    the prompt came from.
+    """
+
+    image: torch.Tensor
+    target: torch.Tensor
+    name: str = ""
+    image_rgb: np.ndarray | None = field(default=None, repr=False)
+    target_rgb: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[-1])
+
+
+def _find_with_stem(folder: Path, stem: str) -> Path | None:
+    for ext in IMAGE_EXTS:
+        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def prompt_sources(spec: str) -> list[tuple[str, str] | str]:
+    """Resolve a ``--prompt`` value to a list of ``(image, target)`` path pairs, or to the path of a
+    ``prompt.safetensors`` file.
+
+    ``spec`` is ``IMAGE:TARGET``, or a folder holding ``prompt.safetensors``, ``image.* + target.*``,
+    or ``<name>.* + <name>_target.*`` pairs.
+    """
+    path = Path(spec)
+    if not path.exists() and ":" in spec:
+        image, target = spec.rsplit(":", 1)
+        for p in (image, target):
+            if not Path(p).is_file():
+                raise PainterError(f"{p}: prompt file not found", "use --prompt IMAGE:TARGET")
+        return [(image, target)]
+    if path.is_file():
+        if path.name.endswith(".safetensors"):
+            return [str(path)]
+        raise PainterError(
+            f"{path}: a prompt is a folder or IMAGE:TARGET, not a single image",
+            "give the target too: --prompt IMAGE:TARGET",
+        )
+    if not path.is_dir():
+        raise PainterError(f"{spec}: prompt not found")
+    if (path / PROMPT_TENSORS).is_file():
+        return [str(path / PROMPT_TENSORS)]
+    image, target = _find_with_stem(path, "image"), _find_with_stem(path, "target")
+    if image and target:
+        return [(str(image), str(target))]
+    pairs: list[tuple[str, str] | str] = []
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    for img in files:
+        if img.stem.endswith("_target") or img.stem == "target":
+            continue
+        tgt = _find_with_stem(path, f"{img.stem}_target")
+        if tgt is None:
+            raise PainterError(
+                f"{img}: prompt image without a target in {path}",
+                f"add {img.stem}_target.png (or image.* + target.*)",
+            )
+        pairs.append((str(img), str(tgt)))
+    if not pairs:
+        raise PainterError(
+            f"{path}: no prompt pair found", "a prompt folder holds image.* + target.* files"
+        )
+    return pairs
+
+
+def load_prompt_tensors(path: str | Path) -> Prompt:
+    """Read a ``prompt.safetensors`` written by prompt-tune: normalised ``image``/``target`` (3, S, S)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PainterError(f"{path}: not a readable safetensors file ({exc})") from None
+    image, target = tensors.get("image"), tensors.get("target")
+    if image is None or target is None:
+        raise PainterError(f"{path}: needs tensors 'image' and 'target'")
+    if image.ndim != 3 or image.shape[0] != 3 or image.shape[1] != image.shape[2]:
+        raise PainterError(f"{path}: 'image' must have shape (3, S, S), got {tuple(image.shape)}")
+    if target.shape != image.shape:
+        raise PainterError(f"{path}: 'target' shape {tuple(target.shape)} != 'image' shape")
+    return Prompt(image.float(), target.float(), name=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# The predictor
+
+
+def normalize_rgb(rgb: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 -> (3, S, S) float32 ``(x/255 - mean)/std`` with the ImageNet statistics the
+    model was trained with, computed in float64 then cast (as the official scripts)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(3, 1, 1)
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).double() / 255.0
+    return ((t - mean) / std).float()
+
+
+def make_prompt(
+    image: np.ndarray,
+    target: np.ndarray,
+    size: int,
+    *,
+    discrete: bool = False,
+    official_resize: bool = False,
+    keep_aspect: bool = False,
+    name: str = "",
+) -> Prompt:
+    """Build a ``Prompt`` of side ``size`` from uint8 (H, W, 3) image and target of the same size.
+
+    The image is resized bicubic. The target is resized with NEAREST for a discrete codec (labels
+    must not blend into a third colour), bicubic otherwise; ``official_resize`` forces bicubic, as
+    the official eval scripts do (PIL's default resample for RGB targets, spec 5.1).
+    """
+    if image.shape[:2] != target.shape[:2]:
+        raise PainterError(
+            f"{name or 'prompt'}: image {image.shape[1]}x{image.shape[0]} and target "
+            f"{target.shape[1]}x{target.shape[0]} differ in size"
+        )
+    tgt_mode = "nearest" if discrete and not official_resize else "bicubic"
+    img = fit_square(image, size, "bicubic", keep_aspect)
+    tgt = fit_square(target, size, tgt_mode, keep_aspect)
+    return Prompt(normalize_rgb(img), normalize_rgb(tgt), name, image, target)
+
+
+def model_image_size(model: torch.nn.Module) -> int:
+    """The model's own per-image side (canvas width)."""
+    return int(model.config.img_size[1])
+
+
+def default_size(model: torch.nn.Module, kind: str | None = None) -> int:
+    """Per-image side: the model's own (448 for ViT-L), but 560 for panoptic at 448 (as eval.sh)."""
+    own = model_image_size(model)
+    if kind == "panoptic" and own == 448:
+        return 560
+    return own
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PainterError("--device cuda: no CUDA device available", "use --device cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise PainterError(f"--device {device}: expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+class Predictor:
+    """Paints the target of queries given prompts with a loaded ``Painter`` model.
+
+    ``size`` is the per-image side S (canvas 2S x S); the model resamples its positions for sizes
+    other than its own. ``precision`` is ``fp32`` or ``bf16`` (autocast). ``seg_type`` selects the
+    SegGPT type token (``instance``/``semantic``) for models that have them.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        size: int | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        seg_type: str | None = None,
+    ):
+        if precision not in PRECISIONS:
+            raise PainterError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        self.device = torch.device(device) if device is not None else _first_device(model)
+        self.model = model.to(self.device).eval()
+        self.patch = int(model.config.patch_size)
+        self.size = int(size) if size else model_image_size(model)
+        if self.size <= 0 or self.size % self.patch:
+            raise PainterError(
+                f"--size {self.size}: must be a positive multiple of the patch size {self.patch}"
+            )
+        self.precision = precision
+        self.seg_type = seg_type
+
+    # -- tensors ---------------------------------------------------------------------------
+    def normalize(self, rgb: np.ndarray) -> torch.Tensor:
+        return normalize_rgb(rgb)
+
+    def prompt(self, image: np.ndarray, target: np.ndarray, **kwargs: Any) -> Prompt:
+        """``make_prompt`` at this predictor's size (keyword arguments as there)."""
+        return make_prompt(image, target, self.size, **kwargs)
+
+    def query(self, image: np.ndarray, keep_aspect: bool = False) -> torch.Tensor:
+        """uint8 (H, W, 3) -> normalised (3, S, S), bicubic (PIL, as the official loader)."""
+        return self.normalize(fit_square(image, self.size, "bicubic", keep_aspect))
+
+    def check_prompt(self, prompt: Prompt) -> None:
+        if prompt.size != self.size:
+            raise PainterError(
+                f"{prompt.name or 'prompt'}: prompt tensors are {prompt.size}x{prompt.size} but the "
+                f"canvas uses {self.size}",
+                f"use --size {prompt.size}",
+            )
+
+    # -- canvas ----------------------------------------------------------------------------
+    def canvas(
+        self, prompt: Prompt, queries: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stack prompt over each query.
+
+        ``queries``: (N, 3, S, S) normalised. Returns ``imgs``/``tgts`` (N, 3, 2S, S) and ``mask``
+        (N, L) float, 1 on the bottom half of the patch grid (L = 2S/p * S/p). The bottom half of
+        ``tgts`` repeats the prompt target; it is masked, so its content never reaches the model.
+        """
+        n = queries.shape[0]
+        top = prompt.image.to(queries.device, queries.dtype).expand(n, -1, -1, -1)
+        imgs = torch.cat([top, queries], dim=2)
+        tgt = prompt.target.to(queries.device, queries.dtype)
+        tgts = torch.cat([tgt, tgt], dim=1).expand(n, -1, -1, -1).contiguous()
+        grid = (2 * self.size // self.patch) * (self.size // self.patch)
+        mask = torch.zeros(n, grid, device=queries.device)
+        mask[:, grid // 2 :] = 1.0
+        return imgs, tgts, mask
+
+    def _forward(self, imgs: torch.Tensor, tgts: torch.Tensor, mask: torch.Tensor, **kw):
+        if self.seg_type is not None:
+            kw["seg_type"] = self.seg_type
+        dev = self.device.type
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            _, pred = self.model(imgs, tgts, mask, compute_loss=False, **kw)
+        return pred.float()
+
+    @torch.no_grad()
+    def paint(
+        self,
+        queries: torch.Tensor,
+        prompts: Sequence[Prompt],
+        ensemble: str = "features",
+    ) -> torch.Tensor:
+        """Paint (N, 3, S, S) normalised queries -> (N, 3, S, S) float in [0, 1] units (unclipped).
+
+        One prompt: one canvas per query. Several prompts: ``features`` averages the query half of
+        every block's attention output across one canvas per prompt (SegGPT's feature ensemble);
+        ``outputs`` paints one canvas per prompt and averages the painted images.
+        """
+        if not prompts:
+            raise PainterError("no prompt given", "pass --prompt PAIR")
+        if ensemble not in ENSEMBLES:
+            raise PainterError(f"--ensemble {ensemble}: expected one of {', '.join(ENSEMBLES)}")
+        for p in prompts:
+            self.check_prompt(p)
+        queries = queries.to(self.device)
+        s = self.size
+        if len(prompts) == 1 or ensemble == "outputs":
+            total = None
+            for p in prompts:
+                imgs, tgts, mask = self.canvas(p, queries)
+                pred = self._forward(imgs, tgts, mask)[:, :, s:]
+                total = pred if total is None else total + pred
+            return denormalize(total / len(prompts)).cpu()
+        outs = []
+        for q in queries:
+            imgs, tgts, mask = self._ensemble_canvas(prompts, q)
+            pred = self._forward(imgs, tgts, mask, feature_ensemble=True)
+            outs.append(pred[0, :, s:])
+        return denormalize(torch.stack(outs)).cpu()
+
+    def _ensemble_canvas(self, prompts: Sequence[Prompt], query: torch.Tensor):
+        """P canvases (one per prompt) of the same query: (P, 3, 2S, S) x2 and mask (P, L)."""
+        parts = [self.canvas(p, query[None]) for p in prompts]
+        return tuple(torch.cat([part[i] for part in parts]) for i in range(3))
+
+
+def _first_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def to_uint8(painted01: np.ndarray) -> np.ndarray:
+    """[0, 1]-unit float -> uint8 with clipping and truncation (the official ``astype``)."""
+    return np.clip(painted01 * 255.0, 0, 255).astype(np.uint8)
+
+
+def finish(
+    painted: torch.Tensor | np.ndarray,
+    height: int,
+    width: int,
+    kind: str | None = None,
+    keep_aspect: bool = False,
+) -> np.ndarray:
+    """One painted (3, S, S) [0, 1]-unit prediction -> (height, width, 3) float in 0..255.
+
+    As the official scripts: clip, then resize back (bilinear for semantic/depth, nearest for
+    instance/keypoints, bicubic otherwise); low-level tasks resize first and clip after.
+    """
+    arr = painted.numpy() if isinstance(painted, torch.Tensor) else painted
+    arr = np.transpose(arr, (1, 2, 0)).astype(np.float32) * 255.0
+    clip_first = not restoration_kind(kind)
+    if clip_first:
+        arr = np.clip(arr, 0, 255)
+    arr = unfit_square(arr, height, width, back_resize_mode(kind), keep_aspect)
+    return np.clip(arr, 0, 255)

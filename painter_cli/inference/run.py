@@ -1,0 +1,231 @@
+"""One ``painter predict`` run: settings, checkpoint, prompts and queries checked up front, batches
+written atomically, ``predictions.json`` and ``predict_config.json`` last."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from painter_cli.errors import PainterError
+from painter_cli.inference.images import (
+    load_image,
+    load_target,
+    open_image,
+    output_stems,
+    resolve_queries,
+    write_json,
+)
+from painter_cli.inference.outputs import coco_image_id, prompt_panels, write_outputs
+from painter_cli.inference.predictor import (
+    ENSEMBLES,
+    PRECISIONS,
+    Predictor,
+    Prompt,
+    default_size,
+    finish,
+    load_prompt_tensors,
+    prompt_sources,
+    resolve_device,
+)
+
+log = logging.getLogger(__name__)
+
+
+def default_checkpoint() -> str | None:
+    """The checkpoint used when ``--checkpoint`` is omitted: the bundled model when this
+    installation has it (``painter_cli.defaults``, which says so once on stderr), else None."""
+    from painter_cli.defaults import default_checkpoint as bundled
+
+    return bundled()
+
+
+# --------------------------------------------------------------------------------------------
+# Settings of one ``painter predict`` run
+
+
+@dataclass
+class PredictSettings:
+    """Resolved settings of a predict run (written as ``predict_config.json``)."""
+
+    queries: list[str]
+    prompts: list[str]
+    checkpoint: str | None = None
+    task: str | None = None
+    out: str = "predictions"
+    batch_size: int = 4
+    device: str = "auto"
+    precision: str = "fp32"
+    size: int | None = None
+    keep_aspect: bool = False
+    official_resize: bool = False
+    ensemble: str | None = None
+    seg_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# The predict run
+
+
+def load_prompts(specs: Sequence[str], codec: Any) -> list[Any]:
+    """Read every prompt before any model work: ``Prompt`` (tensors) or ``(name, image, target)``."""
+    if not specs:
+        raise PainterError("no --prompt given", "pass --prompt FOLDER or --prompt IMAGE:TARGET")
+    loaded: list[Any] = []
+    for spec in specs:
+        for src in prompt_sources(spec):
+            if isinstance(src, str):
+                loaded.append(load_prompt_tensors(src))
+                continue
+            image_path, target_path = src
+            image, target = load_image(image_path), load_target(target_path, codec)
+            if image.shape[:2] != target.shape[:2]:
+                raise PainterError(
+                    f"{target_path}: target is {target.shape[1]}x{target.shape[0]} but its image "
+                    f"{image_path} is {image.shape[1]}x{image.shape[0]}"
+                )
+            loaded.append((f"{image_path}:{target_path}", image, target))
+    return loaded
+
+
+def checkpoint_or_default(checkpoint: str | None) -> str:
+    """``--checkpoint`` or the bundled default; the one place a default model plugs in."""
+    ckpt = checkpoint or default_checkpoint()
+    if ckpt is None:
+        raise PainterError(
+            "no --checkpoint given and no default model is bundled yet",
+            "pass --checkpoint CKPT (a checkpoint folder, a run folder, a preset or an official .pth)",
+        )
+    return str(ckpt)
+
+
+def load_checkpoint(
+    checkpoint: str, device: torch.device, precision: str = "fp32"
+) -> torch.nn.Module:
+    """The model for predict/eval. A released-weights name (``painter-vit-large``,
+    ``seggpt-vit-large``) means its downloaded file, never a randomly initialised preset; other
+    values go to ``checkpoint.load_model`` (a checkpoint or run folder, a weights file, a preset).
+
+    ``bf16``: the weights are cast once here, so autocast does not re-cast 370M parameters at every
+    forward (autocast still runs layer norms and softmax-sensitive ops in fp32)."""
+    from painter_cli.checkpoint import load_model
+    from painter_cli.weights import KNOWN_WEIGHTS, resolve_weights
+
+    target: str | Path = checkpoint
+    if checkpoint in KNOWN_WEIGHTS and not Path(checkpoint).exists():
+        target = resolve_weights(checkpoint)
+    model = load_model(target, device=str(device))
+    return model.to(torch.bfloat16) if precision == "bf16" else model
+
+
+def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
+    """Run ``painter predict``: every input is checked before the model is loaded and before
+    anything is written; returns the ``predictions.json`` records."""
+    from painter_cli.console import track
+
+    if settings.batch_size < 1:
+        raise PainterError(f"--batch-size {settings.batch_size}: must be >= 1")
+    if settings.ensemble is not None and settings.ensemble not in ENSEMBLES:
+        raise PainterError(
+            f"--ensemble {settings.ensemble}: expected one of {', '.join(ENSEMBLES)}"
+        )
+    if settings.precision not in PRECISIONS:
+        raise PainterError(f"--precision {settings.precision}: expected fp32 or bf16")
+    if settings.seg_type not in (None, "instance", "semantic"):
+        raise PainterError(f"--seg-type {settings.seg_type}: expected instance or semantic")
+    ckpt = checkpoint_or_default(settings.checkpoint)
+    codec = None
+    if settings.task:
+        from painter_cli.tasks import get_codec
+
+        codec = get_codec(settings.task)
+    kind = codec.kind if codec is not None else None
+    out = Path(settings.out)
+    if out.exists() and not out.is_dir():
+        raise PainterError(f"{out}: --out exists and is not a folder")
+    queries = resolve_queries(settings.queries)
+    loaded = load_prompts(settings.prompts, codec)
+    panoptic = kind == "panoptic"
+    if panoptic and len(loaded) != 2:
+        raise PainterError(
+            f"--task {settings.task} paints two outputs: got {len(loaded)} prompt pair(s)",
+            "pass --prompt SEMANTIC_PAIR --prompt INSTANCE_PAIR (coco-semseg, coco-instance)",
+        )
+    for q in queries:  # fail on a corrupt query now, not after half the outputs are written
+        open_image(q)
+    device = resolve_device(settings.device)
+    model = load_checkpoint(ckpt, device, settings.precision)
+    if settings.seg_type and not model.config.num_type_tokens:
+        raise PainterError(
+            f"{ckpt}: --seg-type needs a SegGPT checkpoint (this model has no type tokens)"
+        )
+    tensor_sizes = {p.size for p in loaded if isinstance(p, Prompt)}
+    size = settings.size or (min(tensor_sizes) if tensor_sizes else default_size(model, kind))
+    predictor = Predictor(
+        model, size=size, device=device, precision=settings.precision, seg_type=settings.seg_type
+    )
+    discrete = bool(getattr(codec, "discrete", False))
+    prompts = [
+        p
+        if isinstance(p, Prompt)
+        else predictor.prompt(
+            p[1],
+            p[2],
+            discrete=discrete,
+            official_resize=settings.official_resize,
+            keep_aspect=settings.keep_aspect,
+            name=p[0],
+        )
+        for p in loaded
+    ]
+    for p in prompts:
+        predictor.check_prompt(p)
+    ensemble = settings.ensemble or "features"
+    pair = prompt_panels(prompts[0])
+    stems = output_stems(queries)
+    records: list[dict[str, Any]] = []
+    bs = settings.batch_size
+    batches = [list(range(i, min(i + bs, len(queries)))) for i in range(0, len(queries), bs)]
+    for batch in track(batches, "painting", total=len(batches)):
+        images = [load_image(queries[i]) for i in batch]
+        tensors = torch.stack([predictor.query(img, settings.keep_aspect) for img in images])
+        if panoptic:  # semantic and instance outputs, each with its own prompt
+            sem = predictor.paint(tensors, prompts[:1])
+            inst = predictor.paint(tensors, prompts[1:])
+        else:
+            painted = predictor.paint(tensors, prompts, ensemble)
+        for j, i in enumerate(batch):
+            h, w = images[j].shape[:2]
+            if panoptic:
+                arr = (
+                    finish(sem[j], h, w, "semseg", settings.keep_aspect),
+                    finish(inst[j], h, w, "instance", settings.keep_aspect),
+                )
+            else:
+                arr = finish(painted[j], h, w, kind, settings.keep_aspect)
+            image_id = coco_image_id(stems[i], i)
+            rec = write_outputs(out, stems[i], arr, images[j], pair, codec, image_id)
+            records.append({"query": str(queries[i]), **rec})
+    write_json(out / "predictions.json", records)
+    config = settings.to_dict()
+    config.update(
+        checkpoint=ckpt,
+        size=predictor.size,
+        canvas=[2 * predictor.size, predictor.size],
+        ensemble=ensemble if len(prompts) > 1 and not panoptic else None,
+        prompts=[p.name for p in prompts],
+        queries=[str(q) for q in queries],
+        codec=None if codec is None else {"name": codec.name, "params": codec.params()},
+        device=str(device),
+        model=model.config.to_dict(),
+    )
+    write_json(out / "predict_config.json", config)
+    log.info("painted %d queries into %s", len(records), out)
+    return records

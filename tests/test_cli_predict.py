@@ -1,0 +1,167 @@
+"""``painter predict`` and ``painter eval`` through the CLI: outputs, bad inputs, a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from painter_cli.checkpoint import save_checkpoint
+from painter_cli.cli import app
+from painter_cli.model import build_model
+from painter_cli.shards import ShardWriter
+from painter_cli.sources.base import Sample
+from painter_cli.tasks import get_codec
+
+
+def _photo(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    ckpt = save_checkpoint(root / "ckpt", build_model("painter-tiny", seed=0))
+    prompt = root / "prompt"
+    prompt.mkdir()
+    Image.fromarray(_photo(40, 36, 1)).save(prompt / "image.png")
+    depth = np.random.default_rng(2).uniform(1, 9, (40, 36)).astype(np.float32)
+    Image.fromarray(get_codec("nyuv2-depth").encode(depth)).save(prompt / "target.png")
+    queries = root / "queries"
+    queries.mkdir()
+    Image.fromarray(_photo(30, 44, 3)).save(queries / "a.png")
+    Image.fromarray(_photo(26, 20, 4)).save(queries / "b.jpg")
+    return root, ckpt, prompt, queries
+
+
+def _lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+def test_predict_depth(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    out = tmp_path / "out"
+    args = ["predict", str(queries), "-p", str(prompt), "-c", str(ckpt), "--task", "nyuv2-depth"]
+    result = cli_runner.invoke(app, [*args, "--out", str(out), "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "predictions.json").read_text())
+    assert [Path(r["query"]).name for r in records] == ["a.png", "b.jpg"]
+    assert set(records[0]["outputs"]) == {"depth", "depth_npy", "depth_color"}
+    mm = np.asarray(Image.open(out / records[0]["outputs"]["depth"]))
+    assert mm.dtype == np.uint16 and mm.shape == (30, 44)
+    metres = np.load(out / records[0]["outputs"]["depth_npy"])
+    np.testing.assert_array_equal(mm, np.floor(metres.astype(np.float64) * 1000).astype(np.uint16))
+
+
+def _assert_one_line_failure(result, out: Path, *needles: str) -> None:
+    assert result.exit_code == 1
+    lines = _lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0]
+    assert not out.exists()
+
+
+def test_bad_inputs_fail_in_one_line_without_writing(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    out = tmp_path / "out"
+    base = ["predict", "--out", str(out)]
+
+    r = cli_runner.invoke(app, [*base, str(queries), "-p", str(prompt)])
+    _assert_one_line_failure(r, out, "--checkpoint")
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG broken")
+    r = cli_runner.invoke(
+        app, [*base, str(queries), str(corrupt), "-p", str(prompt), "-c", str(ckpt)]
+    )
+    _assert_one_line_failure(r, out, "corrupt.png")
+
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    r = cli_runner.invoke(app, [*base, str(empty), "-p", str(prompt), "-c", str(ckpt)])
+    _assert_one_line_failure(r, out, "empty.jpg")
+
+    no_target = tmp_path / "no_target"
+    no_target.mkdir()
+    Image.fromarray(_photo(8, 8, 0)).save(no_target / "image.png")
+    r = cli_runner.invoke(app, [*base, str(queries), "-p", str(no_target), "-c", str(ckpt)])
+    _assert_one_line_failure(r, out, "no_target")
+
+    small = tmp_path / "small.png"
+    Image.fromarray(_photo(10, 10, 0)).save(small)
+    pair = f"{prompt / 'image.png'}:{small}"
+    r = cli_runner.invoke(app, [*base, str(queries), "-p", pair, "-c", str(ckpt)])
+    _assert_one_line_failure(r, out, "small.png")
+
+    r = cli_runner.invoke(
+        app, [*base, str(queries), "-p", str(prompt), "-c", str(ckpt), "--task", "nope"]
+    )
+    _assert_one_line_failure(r, out, "nope")
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"model": {"foo": torch.zeros(2)}}, wrong)
+    r = cli_runner.invoke(app, [*base, str(queries), "-p", str(prompt), "-c", str(wrong)])
+    _assert_one_line_failure(r, out, "wrong.pth")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_that_runs_code_is_refused(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    evil = _Evil()
+    evil.marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": evil}, path)
+    out = tmp_path / "out"
+    r = cli_runner.invoke(
+        app, ["predict", str(queries), "-p", str(prompt), "-c", str(path), "--out", str(out)]
+    )
+    _assert_one_line_failure(r, out, "evil.pth")
+    assert not evil.marker.exists()
+
+
+def test_eval_writes_metrics(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    codec = get_codec("nyuv2-depth")
+    rng = np.random.default_rng(5)
+    shards = tmp_path / "val"
+    tasks = {"nyuv2-depth": {"codec": "nyuv2-depth", "params": {}}}
+    with ShardWriter(shards, tasks=tasks, split="val") as writer:
+        for i in range(3):
+            depth = rng.uniform(1, 9, (24, 30)).astype(np.float32)
+            image = _photo(24, 30, 10 + i)
+            writer.add(Sample(f"s{i}", image, codec.encode(depth), {"depth_m": depth}))
+    out = tmp_path / "ev"
+    args = ["eval", "--task", "depth", "--data", str(shards), "-c", str(ckpt), "-p", str(prompt)]
+    r = cli_runner.invoke(app, [*args, "--out", str(out), "--limit", "2"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["metrics"]["metric"] == "rmse" and doc["metrics"]["images"] == 2
+    assert doc["settings"]["task"] == "nyuv2-depth" and doc["settings"]["checkpoint"] == str(ckpt)
+    assert "rmse" in r.output and "abs_rel" in r.output
+
+    r = cli_runner.invoke(app, ["eval", "--task", "semseg", "--data", str(shards), "-c", str(ckpt)])
+    assert r.exit_code == 1 and "unknown task 'semseg'" in _lines(r)[0]
+
+
+def test_predict_subprocess(setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    out = tmp_path / "sub"
+    cmd = [sys.executable, "-m", "painter_cli", "predict", str(queries / "a.png")]
+    cmd += ["--prompt", str(prompt), "--checkpoint", str(ckpt), "--out", str(out), "--keep-aspect"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (record,) = json.loads((out / "predictions.json").read_text())
+    assert Image.open(out / record["painted"]).size == (44, 30)
+    assert json.loads((out / "predict_config.json").read_text())["keep_aspect"] is True
