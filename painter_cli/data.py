@@ -1,0 +1,414 @@
+"""Training and validation canvases from shards: same-task pair sampling, joint augmentations, masks.
+
+A training sample is two (image, target) pairs of one task stacked vertically (the first pair on
+top, as the prompt), so the image canvas and the target canvas are (2S, S) with S the model's
+canvas width. Sample ``i`` is a pure function of ``(seed, i)``: ``i`` is a global sample counter
+(``StepSampler`` maps (optimizer step, accumulation index, rank, position) to it), so the data
+order is a function of the step and a resumed run sees exactly the samples an uninterrupted one
+would, whatever the number of workers.
+
+Per pair (spec 4.5): random resized crop (scale 0.3-1, ratio 3/4-4/3, the same box for image and
+target), colour jitter (0.4, 0.4, 0.2, 0.1) with p = 0.8 on the image only, horizontal flip of both;
+instance, keypoint and panoptic pairs are only resized (no crop, jitter or flip). Per canvas: the
+mask (bottom half with p = 0.1, else block-wise), then a second random resized crop of the whole
+canvas (scale 0.3-1, ratio 0.3-0.7) except for half-mask and no-crop samples. Targets resize with
+nearest when the codec is discrete and bicubic otherwise (``official_target_resize`` restores the
+official rule: bicubic only for depth and keypoints). ``valid`` comes from the codec's rule on the
+final target canvas.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+
+from painter_cli.errors import PainterError
+from painter_cli.masking import MaskGenerator, half_mask
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+# Kinds whose pairs are only resized: their painted colours encode positions (instance mass
+# centres, keypoint crops), so crops and flips would paint wrong targets.
+NO_CROP_KINDS = frozenset({"instance", "keypoints", "panoptic"})
+# The official loader resized only these targets bicubically (substring match on the type name).
+OFFICIAL_BICUBIC_KINDS = frozenset({"depth", "keypoints"})
+
+
+def task_weights(reader, data_cfg, where: str = "data") -> dict[str, float]:
+    """Sampling weight per task (``data.weights``, else the paper's default from ``PAPER_TASKS``).
+
+    Tasks are those of ``reader`` (restricted to ``data_cfg.tasks`` when given). A task without a
+    weight, an unknown task name in ``data.tasks``, or all-zero weights are errors.
+    """
+    from painter_cli.sources.base import PAPER_TASKS
+
+    tasks = list(reader.tasks)
+    if data_cfg.tasks:
+        missing = [t for t in data_cfg.tasks if t not in tasks]
+        if missing:
+            raise PainterError(
+                f"{where}: data.tasks names {', '.join(missing)}, not in the shards",
+                hint=f"tasks there: {', '.join(tasks)}",
+            )
+        tasks = list(data_cfg.tasks)
+    out: dict[str, float] = {}
+    for t in tasks:
+        if t in data_cfg.weights:
+            w = float(data_cfg.weights[t])
+        elif t in PAPER_TASKS:
+            w = PAPER_TASKS[t][1]
+        else:
+            raise PainterError(
+                f"{where}: task {t!r} has no sampling weight",
+                hint=f"set one: --set data.weights.{t}=0.2",
+            )
+        if not (w >= 0 and math.isfinite(w)):
+            raise PainterError(f"{where}: task {t!r} has a bad weight {w}")
+        out[t] = w
+    if not out or sum(out.values()) <= 0:
+        raise PainterError(f"{where}: no task has a positive sampling weight")
+    return {t: w for t, w in out.items() if w > 0}
+
+
+def rrc_box(
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> tuple[int, int, int, int]:
+    """A random-resized-crop box (left, top, right, bottom) in an h x w image (torchvision's
+    sampling: area fraction uniform in ``scale``, w/h log-uniform in ``ratio``, 10 tries, then a
+    centre crop clamped to ``ratio``)."""
+    area = h * w
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_r))
+        cw = int(round(math.sqrt(target * aspect)))
+        ch = int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(rng.integers(0, h - ch + 1))
+            left = int(rng.integers(0, w - cw + 1))
+            return left, top, left + cw, top + ch
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        cw, ch = w, int(round(w / ratio[0]))
+    elif in_ratio > ratio[1]:
+        ch, cw = h, int(round(h * ratio[1]))
+    else:
+        cw, ch = w, h
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return left, top, left + cw, top + ch
+
+
+def color_jitter(im: Image.Image, rng: np.random.Generator, strength) -> Image.Image:
+    """torchvision-style ColorJitter(brightness, contrast, saturation, hue) in a random order."""
+    b, c, s, hue = strength
+    ops = []
+    if b > 0:
+        ops.append(("b", rng.uniform(max(0.0, 1 - b), 1 + b)))
+    if c > 0:
+        ops.append(("c", rng.uniform(max(0.0, 1 - c), 1 + c)))
+    if s > 0:
+        ops.append(("s", rng.uniform(max(0.0, 1 - s), 1 + s)))
+    if hue > 0:
+        ops.append(("h", rng.uniform(-hue, hue)))
+    for k in rng.permutation(len(ops)):
+        op, f = ops[k]
+        if op == "b":
+            im = ImageEnhance.Brightness(im).enhance(f)
+        elif op == "c":
+            im = ImageEnhance.Contrast(im).enhance(f)
+        elif op == "s":
+            im = ImageEnhance.Color(im).enhance(f)
+        else:
+            hsv = np.array(im.convert("HSV"))
+            hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(f * 255))) % 256
+            im = Image.fromarray(hsv, "HSV").convert("RGB")
+    return im
+
+
+def to_normalized(canvas: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32, ImageNet-normalised."""
+    x = (canvas.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class _Task:
+    name: str
+    indices: np.ndarray
+    codec: object
+    target_resample: int
+    no_crop: bool
+
+
+def _target_resample(codec, official: bool) -> int:
+    if official:
+        bicubic = codec.kind in OFFICIAL_BICUBIC_KINDS
+    else:
+        bicubic = not codec.discrete
+    return Image.BICUBIC if bicubic else Image.NEAREST
+
+
+class _CanvasBase(torch.utils.data.Dataset):
+    def __init__(
+        self, reader, tasks: list[str], *, canvas: tuple[int, int], patch_size: int, data_cfg
+    ):
+        h, w = canvas
+        if h != 2 * w or h % patch_size or w % patch_size:
+            raise PainterError(
+                f"canvas {h}x{w} must be 2:1 and divisible by the patch size {patch_size}"
+            )
+        self.reader = reader
+        self.size = w  # each pair is resized to size x size
+        self.grid = (h // patch_size, w // patch_size)
+        self.cfg = data_cfg
+        self.tasks: list[_Task] = []
+        for t in tasks:
+            idx = reader.indices(t)
+            if len(idx) == 0:
+                raise PainterError(
+                    f"task {t!r} has no samples in {', '.join(map(str, reader.dirs))}"
+                )
+            codec = reader.codec(t)
+            self.tasks.append(
+                _Task(
+                    t,
+                    idx,
+                    codec,
+                    _target_resample(codec, data_cfg.official_target_resize),
+                    codec.kind in NO_CROP_KINDS,
+                )
+            )
+        self.task_names = [t.name for t in self.tasks]
+
+    def _load_pair(
+        self, task: _Task, index: int, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pair resized to (S, S, 3) uint8, augmented when ``rng`` is given."""
+        item = self.reader[int(index)]
+        im = Image.fromarray(item["image"])
+        tg = Image.fromarray(item["target"])
+        s = self.size
+        augment = rng is not None and not task.no_crop
+        if augment:
+            box = rrc_box(
+                im.height, im.width, rng, tuple(self.cfg.crop_scale), tuple(self.cfg.crop_ratio)
+            )
+        else:
+            box = (0, 0, im.width, im.height)
+        im = im.resize((s, s), Image.BICUBIC, box=box)
+        tg = tg.resize((s, s), task.target_resample, box=box)
+        if augment:
+            if rng.random() < self.cfg.jitter_prob:
+                im = color_jitter(im, rng, self.cfg.color_jitter)
+            if rng.random() < self.cfg.flip_prob:
+                im = im.transpose(Image.FLIP_LEFT_RIGHT)
+                tg = tg.transpose(Image.FLIP_LEFT_RIGHT)
+        return np.asarray(im), np.asarray(tg)
+
+    def _finish(self, task_id: int, img: np.ndarray, tgt: np.ndarray, mask: np.ndarray) -> dict:
+        valid = self.tasks[task_id].codec.valid(tgt)
+        return {
+            "imgs": to_normalized(img),
+            "tgts": to_normalized(tgt),
+            "mask": torch.from_numpy(mask),
+            "valid": torch.from_numpy(np.ascontiguousarray(valid.transpose(2, 0, 1), np.float32)),
+            "task": task_id,
+        }
+
+
+class TrainCanvases(_CanvasBase):
+    """Training canvases; ``ds[i]`` for any i >= 0 is a pure function of ``(seed, i)``.
+
+    Returns ``{"imgs", "tgts": (3, 2S, S) float32 normalised, "mask": (Hp, Wp) bool (True =
+    masked target patch), "valid": (3, 2S, S) float32, "task": int (index in task_names)}``.
+    ``len(ds)`` is the number of pairs of the sampled tasks (the length of one epoch).
+    """
+
+    def __init__(
+        self,
+        reader,
+        weights: dict[str, float],
+        *,
+        canvas: tuple[int, int],
+        patch_size: int,
+        mask_gen: MaskGenerator,
+        data_cfg,
+        seed: int,
+    ):
+        super().__init__(
+            reader, list(weights), canvas=canvas, patch_size=patch_size, data_cfg=data_cfg
+        )
+        w = np.array([weights[t] for t in self.task_names], np.float64)
+        self.probs = w / w.sum()
+        self.mask_gen = mask_gen
+        self.seed = int(seed)
+        if tuple(mask_gen.grid) != self.grid:
+            raise PainterError(f"mask grid {mask_gen.grid} != canvas patch grid {self.grid}")
+
+    def __len__(self) -> int:
+        return int(sum(len(t.indices) for t in self.tasks))
+
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, 0x5EED, int(i)]))
+
+    def __getitem__(self, i: int) -> dict:
+        rng = self.rng(i)
+        task_id = int(rng.choice(len(self.tasks), p=self.probs))
+        task = self.tasks[task_id]
+        # Like the official sampler the second pair may be the first one again (same task).
+        first, second = rng.integers(0, len(task.indices), size=2)
+        img1, tgt1 = self._load_pair(task, task.indices[first], rng)
+        img2, tgt2 = self._load_pair(task, task.indices[second], rng)
+        img = np.concatenate([img1, img2], axis=0)
+        tgt = np.concatenate([tgt1, tgt2], axis=0)
+        mask, is_half = self.mask_gen(rng)
+        if self.cfg.second_crop and not is_half and not task.no_crop:
+            h, w = img.shape[:2]
+            box = rrc_box(
+                h, w, rng, tuple(self.cfg.second_crop_scale), tuple(self.cfg.second_crop_ratio)
+            )
+            img = np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC, box=box))
+            tgt = np.asarray(Image.fromarray(tgt).resize((w, h), task.target_resample, box=box))
+        return self._finish(task_id, img, tgt, mask)
+
+
+class ValCanvases(_CanvasBase):
+    """Validation canvases: per task its first ``per_task`` samples as queries, each with the next
+    sample of the task as the prompt pair; no augmentation, bottom-half mask. Same item layout as
+    ``TrainCanvases``."""
+
+    def __init__(self, reader, *, canvas, patch_size, data_cfg, per_task: int, tasks=None):
+        super().__init__(
+            reader,
+            list(tasks or reader.tasks),
+            canvas=canvas,
+            patch_size=patch_size,
+            data_cfg=data_cfg,
+        )
+        self.items: list[tuple[int, int, int]] = []
+        for k, task in enumerate(self.tasks):
+            n = len(task.indices)
+            for q in range(min(per_task, n)):
+                self.items.append((k, int(task.indices[(q + 1) % n]), int(task.indices[q])))
+        self.mask = half_mask(self.grid)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        task_id, prompt, query = self.items[i]
+        task = self.tasks[task_id]
+        img1, tgt1 = self._load_pair(task, prompt, None)
+        img2, tgt2 = self._load_pair(task, query, None)
+        img = np.concatenate([img1, img2], axis=0)
+        tgt = np.concatenate([tgt1, tgt2], axis=0)
+        return self._finish(task_id, img, tgt, self.mask.copy())
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Global sample indices of one rank, from optimizer step ``start_step`` on, forever.
+
+    Step ``s`` uses the samples ``s * batch .. (s + 1) * batch - 1``; micro-batch ``a`` of rank
+    ``r`` (``micro`` samples) gets those at offset ``(a * world + r) * micro``. A single process
+    with ``accum = world`` therefore sees the same micro-batches as ``world`` ranks.
+    """
+
+    def __init__(self, *, start_step: int, micro: int, accum: int, rank: int, world: int):
+        self.start_step, self.micro, self.accum = start_step, micro, accum
+        self.rank, self.world = rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        batch = self.micro * self.accum * self.world
+        s = self.start_step
+        while True:
+            for a in range(self.accum):
+                base = s * batch + (a * self.world + self.rank) * self.micro
+                yield from range(base, base + self.micro)
+            s += 1
+
+
+def pack_batch(items: list[dict]) -> np.ndarray:
+    """Collate canvases into one (N, 9*H*W + Hp*Wp + 1) float32 array (imgs, tgts, valid, mask,
+    task). A numpy array travels from a worker through its pipe in one piece; torch tensors would
+    go through shared memory, each needing a round trip to the (possibly descheduled) worker,
+    which cost several ms per batch on a busy CPU."""
+    rows = [
+        np.concatenate(
+            [
+                it["imgs"].numpy().reshape(-1),
+                it["tgts"].numpy().reshape(-1),
+                it["valid"].numpy().reshape(-1),
+                it["mask"].numpy().reshape(-1).astype(np.float32),
+                np.array([it["task"]], np.float32),
+            ]
+        )
+        for it in items
+    ]
+    return np.stack(rows)
+
+
+def unpack_batch(buf, canvas: tuple[int, int], grid: tuple[int, int]) -> dict:
+    """The inverse of ``pack_batch``: fresh tensors. They are copies, not views of ``buf``: a
+    pickled array's data may sit at any alignment, and CPU kernels (oneDNN/MKL) can round
+    differently for different alignments, which would break bitwise-exact resume."""
+    buf = torch.as_tensor(buf)
+    n = buf.shape[0]
+    h, w = canvas
+    hw = 3 * h * w
+    out = {}
+    for k, name in enumerate(("imgs", "tgts", "valid")):
+        out[name] = buf[:, k * hw : (k + 1) * hw].reshape(n, 3, h, w).clone()
+    cells = grid[0] * grid[1]
+    out["mask"] = buf[:, 3 * hw : 3 * hw + cells].reshape(n, *grid) > 0.5
+    out["task"] = buf[:, -1].round().long()
+    return out
+
+
+class CanvasLoader:
+    """A DataLoader over a canvas dataset that yields the item dicts of ``TrainCanvases`` batched
+    (``imgs``, ``tgts``, ``valid`` (N, 3, 2S, S), ``mask`` (N, Hp, Wp) bool, ``task`` (N,) int)."""
+
+    def __init__(self, dataset, loader):
+        self.loader = loader
+        self.canvas = (2 * dataset.size, dataset.size)
+        self.grid = dataset.grid
+
+    def __iter__(self) -> Iterator[dict]:
+        # Built now, not lazily at the first next(): starting the DataLoader iterator draws a base
+        # seed, and it must not happen inside a step whose torch RNG was just reseeded.
+        it = iter(self.loader)
+        return (unpack_batch(buf, self.canvas, self.grid) for buf in it)
+
+
+def make_loader(dataset, *, batch_size: int, num_workers: int, sampler=None) -> CanvasLoader:
+    """A loader over ``dataset`` (``num_workers`` processes prefetch 4 batches each)."""
+    kwargs = {}
+    if num_workers > 0:
+        kwargs = {"prefetch_factor": 4, "persistent_workers": False}
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        drop_last=False,
+        collate_fn=pack_batch,
+        # Our samples draw from their own numpy generators; this keeps the loader's worker-seed
+        # draw off the global torch RNG (which seeds drop path).
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    )
+    return CanvasLoader(dataset, loader)

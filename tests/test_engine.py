@@ -1,0 +1,241 @@
+"""The training loop: optimizer groups, schedule, overfitting, exact resume after SIGKILL, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from fakes_shards import write_shards
+from safetensors.torch import load_file
+
+from painter_cli import engine
+from painter_cli.config import resolve
+from painter_cli.errors import PainterError
+from painter_cli.model import Painter, build_model, get_config
+
+FAST = [
+    "data.num_workers=0",
+    "run.log_every=1",
+    "schedule.warmup_steps=0",
+    # the CI box has 2 shared cores: oversubscribed intra-op threads make tiny steps 10x slower
+    "run.threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine-shards")
+    return write_shards(root / "train"), write_shards(root / "val", n=2, split="val", seed=3)
+
+
+def _cfg(train_dir, *overrides, steps=4):
+    cfg = resolve(preset="tiny", overrides=[*FAST, f"schedule.steps={steps}", *overrides])
+    cfg.data.paths = [str(train_dir)]
+    return cfg
+
+
+def _rows(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run_dir, step):
+    return load_file(str(run_dir / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
+
+
+# -- optimizer groups and schedule ------------------------------------------------------------
+
+
+def _group_of(groups, name):
+    (g,) = [g for g in groups if name in g["names"]]
+    return g
+
+
+def test_layer_decay_scales_and_weight_decay_groups_vit_large():
+    with torch.device("meta"):
+        model = Painter(get_config("painter-vit-large"))
+    groups = engine.param_groups(model, weight_decay=0.1, layer_decay=0.8)
+    # spec 4.3: num_layers 25; pos/patch embed 0.8^25 = 0.00378, block 0 0.8^24 = 0.00472,
+    # block 23 0.8, tokens/norm/decoder 1.0
+    assert _group_of(groups, "pos_embed")["lr_scale"] == pytest.approx(0.0037779, rel=1e-4)
+    assert _group_of(groups, "patch_embed.proj.weight")["lr_scale"] == pytest.approx(
+        0.0037779, rel=1e-4
+    )
+    assert _group_of(groups, "blocks.0.attn.qkv.weight")["lr_scale"] == pytest.approx(
+        0.0047224, rel=1e-4
+    )
+    assert _group_of(groups, "blocks.23.mlp.fc1.weight")["lr_scale"] == pytest.approx(0.8)
+    for name in ("mask_token", "segment_token_x", "norm.weight", "decoder_embed.weight"):
+        assert _group_of(groups, name)["lr_scale"] == 1.0
+    # weight decay: 0 for 1-D and pos_embed; decay for tokens, rel-pos and matrices
+    for name in ("pos_embed", "blocks.3.norm1.weight", "blocks.3.attn.qkv.bias", "norm.bias"):
+        assert _group_of(groups, name)["weight_decay"] == 0.0
+    for name in (
+        "mask_token",
+        "segment_token_y",
+        "blocks.7.attn.rel_pos_h",
+        "blocks.0.mlp.fc2.weight",
+    ):
+        assert _group_of(groups, name)["weight_decay"] == 0.1
+    assert sum(len(g["params"]) for g in groups) == 352  # every parameter exactly once
+
+
+def test_lr_schedule_warmup_then_cosine():
+    kw = {"base": 1e-3, "min_lr": 0.0, "warmup": 5400, "total": 54000}
+    assert engine.lr_at(0, **kw) == 0.0
+    assert engine.lr_at(2700, **kw) == pytest.approx(5e-4)
+    assert engine.lr_at(5400, **kw) == pytest.approx(1e-3)
+    assert engine.lr_at(29700, **kw) == pytest.approx(5e-4)  # half-way through the cosine
+    assert engine.lr_at(54000, **kw) == pytest.approx(0.0, abs=1e-15)
+    q = 5400 + (54000 - 5400) // 4
+    assert engine.lr_at(q, **kw) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert engine.lr_at(10, base=1e-3, min_lr=1e-5, warmup=0, total=10) == pytest.approx(1e-5)
+
+
+def test_plan_epochs_accumulation_and_bad_batches():
+    cfg = resolve(preset="painter-vit-large-code")
+    plan = engine.make_plan(cfg, world=8, num_pairs=2048 * 100)
+    assert (plan.micro, plan.accum, plan.steps_per_epoch) == (2, 128, 100)
+    assert (plan.total_steps, plan.warmup_steps) == (1500, 100)
+    cfg.optim.batch_size = 5
+    cfg.optim.micro_batch = 2
+    with pytest.raises(PainterError, match="batch 5 does not split"):
+        engine.make_plan(cfg, world=1, num_pairs=100)
+
+
+# -- training runs ------------------------------------------------------------------------------
+
+
+def test_tiny_overfit_loss_decreases_and_val_rows(shards, tmp_path):
+    cfg = _cfg(
+        shards[0],
+        "optim.lr=2e-3",
+        "data.second_crop=false",
+        "data.jitter_prob=0.0",
+        "data.flip_prob=0.0",
+        "data.crop_scale=[1.0, 1.0]",
+        steps=30,
+    )
+    cfg.data.val_paths = [str(shards[1])]
+    cfg.data.tasks = ["nyuv2-depth"]
+    result = engine.train(cfg, tmp_path / "run")
+    rows = _rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    first = sum(r["loss"] for r in rows[:3]) / 3
+    last = sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < 0.6 * first
+    assert set(rows[-1]["val_loss"]) == {"nyuv2-depth", "ade20k-semseg"}
+    assert result.step == 30 and result.checkpoint.name == "step_00000030"
+    assert (tmp_path / "run" / "config.toml").is_file()
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(shards, tmp_path):
+    args = ["--data", str(shards[0]), "--preset", "tiny", "--steps", "6"]
+    args += [x for s in [*FAST, "run.checkpoint_every=3"] for x in ("--set", s)]
+    killed = tmp_path / "killed"
+    env = {**os.environ, engine.KILL_ENV: "3", "PAINTER_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "painter_cli", "train", *args, "--out", str(killed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step_00000003"]
+
+    from typer.testing import CliRunner
+
+    from painter_cli.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--resume", str(killed)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path / "straight")])
+    assert res.exit_code == 0, res.output
+
+    a, b = _weights(killed, 6), _weights(tmp_path / "straight", 6)
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= 1e-6
+    assert [r["step"] for r in _rows(killed)] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in _rows(killed)] == pytest.approx(
+        [r["loss"] for r in _rows(tmp_path / "straight")], abs=1e-6
+    )
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(shards, tmp_path):
+    cfg = _cfg(shards[0], "optim.lr=1e30", "optim.clip_grad=0", "run.checkpoint_every=1", steps=6)
+    with pytest.raises(PainterError, match="non-finite loss") as exc:
+        engine.train(cfg, tmp_path / "run")
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts and str(tmp_path / "run" / "checkpoints" / ckpts[-1]) in exc.value.message
+    bad_step = int(exc.value.message.split(" at step ")[1].split(":")[0])
+    assert int(ckpts[-1][5:]) == bad_step - 1
+
+
+def test_init_from_a_checkpoint_and_from_mae(shards, tmp_path):
+    base = _cfg(shards[0], steps=2)
+    engine.train(base, tmp_path / "a")
+    # lr 0: fine-tuning keeps the initial weights, so they must be run a's
+    tune = _cfg(shards[0], "optim.lr=0.0", steps=1)
+    tune.run.init = str(tmp_path / "a")
+    engine.train(tune, tmp_path / "b")
+    wa, wb = _weights(tmp_path / "a", 2), _weights(tmp_path / "b", 1)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    mae = build_model("painter-tiny", seed=123).state_dict()
+    mae = {k: v for k, v in mae.items() if k.startswith(("blocks.", "patch_embed.", "pos_embed"))}
+    mae["cls_token"] = torch.zeros(1, 1, 64)
+    torch.save({"model": mae}, tmp_path / "mae.pth")
+    tune.run.init = f"mae:{tmp_path / 'mae.pth'}"
+    engine.train(tune, tmp_path / "c")
+    wc = _weights(tmp_path / "c", 1)
+    assert torch.equal(wc["blocks.2.attn.qkv.weight"], mae["blocks.2.attn.qkv.weight"])
+    assert not torch.equal(wc["decoder_embed.weight"], wa["decoder_embed.weight"])
+
+
+def test_bf16_autocast_on_the_cpu_trains(shards, tmp_path):
+    result = engine.train(_cfg(shards[0], "run.precision=bf16", steps=2), tmp_path / "run")
+    assert result.step == 2 and math.isfinite(result.loss)
+    with pytest.raises(PainterError, match="run.precision"):
+        engine.train(_cfg(shards[0], "run.precision=fp16"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_keeps_only_the_last_k_checkpoints(shards, tmp_path):
+    cfg = _cfg(shards[0], "run.checkpoint_every=1", "run.keep_checkpoints=2", steps=4)
+    engine.train(cfg, tmp_path / "run")
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["step_00000003", "step_00000004"]
+
+
+# -- bad input fails before training ------------------------------------------------------------
+
+
+def test_bad_inputs_fail_before_any_step(shards, tmp_path):
+    def fails(cfg, match):
+        with pytest.raises(PainterError, match=match):
+            engine.train(cfg, tmp_path / "run")
+        assert not (tmp_path / "run" / "checkpoints").exists()
+
+    fails(_cfg(tmp_path / "missing"), "no such shard directory")
+    (tmp_path / "empty").mkdir()
+    fails(_cfg(tmp_path / "empty"), "index.json: missing")
+    cfg = _cfg(shards[0])
+    cfg.data.paths = []
+    fails(cfg, "no training data")
+
+    old = write_shards(tmp_path / "old", n=1)
+    index = json.loads((old / "index.json").read_text())
+    index["version"] = 99
+    (old / "index.json").write_text(json.dumps(index))
+    fails(_cfg(old), "encoder version 99")
+
+    write_shards(tmp_path / "custom", tasks=("my-task",), n=2)
+    fails(_cfg(tmp_path / "custom"), "task 'my-task' has no sampling weight")
+    fails(_cfg(shards[0], "optim.batch_size=6", "optim.micro_batch=4"), "batch 6 does not split")
+    fails(_cfg(shards[0], "mask.patches=40"), "does not fit")
