@@ -1,0 +1,279 @@
+"""Checkpoints: our directory format, run dirs, official .pth files (safely), MAE init, errors."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from painter_cli.checkpoint import (
+    load_mae_encoder,
+    load_model,
+    load_training_state,
+    read_checkpoint_config,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from painter_cli.errors import PainterError
+from painter_cli.model import build_model
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    imgs, tgts = torch.randn(2, 3, 64, 32, generator=g), torch.randn(2, 3, 64, 32, generator=g)
+    mask = torch.zeros(2, 32)
+    mask[:, 16:] = 1
+    return imgs, tgts, mask
+
+
+def predict(model):
+    with torch.no_grad():
+        return model.eval()(*batch())[1]
+
+
+def fixture_state_dict(npz):
+    return {k[2:]: torch.from_numpy(npz[k]).clone() for k in npz.files if k.startswith("w/")}
+
+
+# ---- our format ---------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path):
+    model = build_model("painter-tiny", seed=3)
+    state = {"optimizer": {"state": {0: {"exp_avg": torch.ones(3)}}, "param_groups": [{"lr": 1e-4}]},
+             "step": 7, "rng": torch.get_rng_state()}  # fmt: skip
+    out = save_checkpoint(
+        tmp_path / "ckpt", model, run_config={"lr": 1e-4}, meta={"step": 7}, training_state=state
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp dirs left behind
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["model"]["img_size"] == [64, 32] and doc["run"] == {"lr": 1e-4}
+    assert doc["meta"]["step"] == 7
+    loaded = load_model(out)
+    assert not loaded.training and loaded.config == model.config
+    assert torch.equal(predict(loaded), predict(model))
+    assert all(p.requires_grad for p in loaded.parameters())
+    back = load_training_state(out)
+    assert back["step"] == 7 and torch.equal(
+        back["optimizer"]["state"][0]["exp_avg"], torch.ones(3)
+    )
+    assert read_checkpoint_config(out)["meta"]["step"] == 7
+
+
+def test_save_replaces_existing_checkpoint_and_overrides_apply(tmp_path):
+    save_checkpoint(tmp_path / "c", build_model("painter-tiny", seed=1), training_state={"a": 1})
+    model = build_model("painter-tiny", seed=2)
+    save_checkpoint(tmp_path / "c", model)
+    assert load_training_state(tmp_path / "c") is None
+    loaded = load_model(tmp_path / "c", attn_impl="reference")
+    assert loaded.config.attn_impl == "reference"
+    assert torch.allclose(predict(loaded), predict(model), atol=1e-5)
+
+
+def test_training_state_with_unloadable_objects_is_refused_at_save(tmp_path):
+    state = {"rng": {"numpy": ("MT19937", np.zeros(3, dtype=np.uint32))}}
+    with pytest.raises(PainterError, match=r"training_state\['rng'\]\['numpy'\]\[1\] is a ndarray"):
+        save_checkpoint(tmp_path / "c", build_model("painter-tiny"), training_state=state)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_dir_resolves_to_latest_complete_step(tmp_path):
+    run = tmp_path / "run"
+    for step, seed in ((10, 1), (200, 2), (30, 3)):
+        save_checkpoint(
+            run / "checkpoints" / f"step_{step:08d}", build_model("painter-tiny", seed=seed)
+        )
+    broken = run / "checkpoints" / "step_00000900"  # an interrupted save: no weights
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    assert resolve_checkpoint(run) == run / "checkpoints" / "step_00000200"
+    assert torch.equal(predict(load_model(run)), predict(build_model("painter-tiny", seed=2)))
+    with pytest.raises(PainterError, match="no checkpoint found"):
+        resolve_checkpoint(tmp_path)
+    with pytest.raises(PainterError, match="no such checkpoint"):
+        resolve_checkpoint(tmp_path / "missing")
+
+
+def test_preset_name_gives_a_seeded_model():
+    a, b = load_model("painter-tiny"), load_model("painter-tiny")
+    assert torch.equal(predict(a), predict(b))
+    with pytest.raises(PainterError, match="no such checkpoint"):
+        load_model("painter-huge")
+
+
+# ---- official .pth files -------------------------------------------------------------------------
+
+
+def official_file(path, sd):
+    args = argparse.Namespace(model="painter_vit_large_patch16_input896x448_win_dec64_8glb_sl1",
+                              input_size=[896, 448], lr=1e-3)  # fmt: skip
+    torch.save({"model": sd, "epoch": 14, "args": args}, path)
+    return path
+
+
+def test_official_painter_pth_loads_with_inferred_config(tmp_path, parity_dir):
+    npz = np.load(parity_dir / "painter_tiny.npz")
+    path = official_file(tmp_path / "painter_tiny.pth", fixture_state_dict(npz))
+    model = load_model(path)
+    cfg = model.config
+    assert (cfg.img_size, cfg.patch_size, cfg.num_heads, cfg.depth) == ((64, 32), 8, 4, 24)
+    assert (cfg.pretrain_img_size, cfg.decoder_embed_dim, cfg.num_type_tokens) == (32, 16, 0)
+    assert cfg.feature_blocks == (5, 11, 17, 23) and cfg.loss_variant == "painter"
+    with torch.no_grad():
+        loss, pred = model(
+            *(torch.from_numpy(npz[k]) for k in ("in/imgs", "in/tgts", "in/mask", "in/valid"))
+        )
+    assert loss.item() == pytest.approx(1.1028843, abs=1e-4)
+    assert torch.allclose(pred, torch.from_numpy(npz["out/pred_image"]), atol=1e-4)
+
+
+def test_official_seggpt_pth_is_recognised(tmp_path, parity_dir):
+    npz = np.load(parity_dir / "seggpt_tiny.npz")
+    model = load_model(official_file(tmp_path / "seggpt.pth", fixture_state_dict(npz)))
+    assert model.config.num_type_tokens == 2 and model.config.loss_variant == "seggpt"
+    with torch.no_grad():
+        _, pred = model(
+            *(torch.from_numpy(npz[k][:1]) for k in ("in/imgs", "in/tgts", "in/mask")),
+            seg_type="instance",
+        )
+    ref = torch.from_numpy(npz["out/instance/pred_patches_single"])
+    assert torch.allclose(model.patchify(pred), ref, atol=1e-4)
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "marker.txt"
+    sd = build_model("painter-tiny").state_dict()
+    path = tmp_path / "evil.pth"
+    torch.save({"model": sd, "extra": Payload(marker)}, path)
+    with pytest.raises(PainterError, match=r"evil\.pth: refused to load.*exec"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_truncated_file_fails_with_one_line(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save({"model": build_model("painter-tiny").state_dict()}, good)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(PainterError, match=r"bad\.pth: not a readable checkpoint") as err:
+        load_model(bad)
+    assert "\n" not in str(err.value)
+    bad_st = tmp_path / "bad.safetensors"
+    bad_st.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(PainterError, match="not a readable safetensors file"):
+        load_model(bad_st)
+
+
+def test_classifier_checkpoint_is_rejected_naming_the_key(tmp_path):
+    sd = {"cls_token": torch.zeros(1, 1, 64), "pos_embed": torch.zeros(1, 17, 64),
+          "patch_embed.proj.weight": torch.zeros(64, 3, 8, 8), "head.weight": torch.zeros(1000, 64)}  # fmt: skip
+    path = tmp_path / "vit.pth"
+    torch.save({"model": sd}, path)
+    with pytest.raises(
+        PainterError,
+        match=r"vit\.pth: not a Painter/SegGPT checkpoint: missing blocks\.0\.attn\.rel_pos_h",
+    ):
+        load_model(path)
+
+
+def test_shape_mismatch_names_key_and_shapes(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "c", build_model("painter-tiny"))
+    weights = load_file(str(ckpt / "model.safetensors"))
+    weights["blocks.2.attn.rel_pos_h"] = torch.zeros(27, 16)
+    save_file(weights, str(ckpt / "model.safetensors"))
+    with pytest.raises(
+        PainterError,
+        match=r"blocks\.2\.attn\.rel_pos_h has shape \(27, 16\), the model expects \(15, 16\)",
+    ):
+        load_model(ckpt)
+    del weights["blocks.2.attn.rel_pos_h"]
+    save_file(weights, str(ckpt / "model.safetensors"))
+    with pytest.raises(PainterError, match=r"missing weight blocks\.2\.attn\.rel_pos_h \(15, 16\)"):
+        load_model(ckpt)
+
+
+def test_unknown_config_key_in_checkpoint_is_an_error(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "c", build_model("painter-tiny"))
+    doc = json.loads((ckpt / "config.json").read_text())
+    doc["model"]["window_size"] = 14
+    (ckpt / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(PainterError, match="unknown model config key.*window_size"):
+        load_model(ckpt)
+
+
+# ---- MAE initialisation ---------------------------------------------------------------------------
+
+
+def test_mae_encoder_initialisation(tmp_path):
+    donor = build_model("painter-tiny", seed=5).state_dict()
+    mae = {
+        k: v
+        for k, v in donor.items()
+        if k.startswith(("blocks.", "patch_embed.", "pos_embed", "norm."))
+    }
+    for k in [k for k in mae if "rel_pos" in k]:
+        del mae[k]  # MAE has no rel-pos
+    mae["cls_token"] = torch.zeros(1, 1, 64)
+    mae["mask_token"] = torch.zeros(1, 1, 512)  # MAE decoder width: dropped
+    mae["decoder_embed.weight"] = torch.zeros(512, 64)  # shape differs: dropped
+    path = tmp_path / "mae_pretrain_vit_tiny.pth"
+    torch.save({"model": mae, "args": argparse.Namespace(model="mae_vit_large_patch16")}, path)
+
+    model = build_model("painter-tiny", seed=9)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_mae_encoder(model, path)
+    after = model.state_dict()
+    assert torch.equal(after["blocks.3.attn.qkv.weight"], donor["blocks.3.attn.qkv.weight"])
+    assert torch.equal(after["pos_embed"], donor["pos_embed"])
+    for key in ("mask_token", "decoder_embed.weight", "blocks.0.attn.rel_pos_h", "segment_token_x"):
+        assert torch.equal(after[key], before[key]), key
+    assert set(report["ignored"]) == {"cls_token", "mask_token", "decoder_embed.weight"}
+    assert "decoder_pred.0.weight" in report["missing"]
+
+    mae["blocks.0.attn.qkv.weight"] = torch.zeros(96, 32)
+    torch.save({"model": mae}, path)
+    with pytest.raises(PainterError, match=r"blocks\.0\.attn\.qkv\.weight has shape \(96, 32\)"):
+        load_mae_encoder(model, path)
+
+
+@pytest.mark.parametrize(
+    "tsv,preset",
+    [
+        ("painter_vit_large_state_dict.tsv", "painter-vit-large"),
+        ("seggpt_vit_large_state_dict.tsv", "seggpt-vit-large"),
+    ],
+)
+def test_official_large_layout_infers_the_released_config(tsv, preset):
+    from conftest import SHARED
+
+    from painter_cli.checkpoint import check_state_dict, infer_config
+    from painter_cli.model import Painter, get_config
+
+    path = SHARED / "spec" / tsv
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    shapes = [line.split("\t") for line in path.read_text().splitlines() if line]
+    sd = {k: torch.empty(ast.literal_eval(shape), device="meta") for k, shape in shapes}
+    cfg = infer_config(sd, path)
+    assert cfg == get_config(preset)
+    assert cfg.img_size == (896, 448) and cfg.num_heads == 16
+    with torch.device("meta"):
+        check_state_dict(Painter(cfg), sd, path)  # no error: every key and shape matches
