@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# Tests run tiny models: one thread per process avoids oversubscribing the 2 CI cores (tests that
+# start subprocesses, DataLoader workers or torchrun ranks inherit this through the environment).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PARITY = SHARED / "fixtures" / "parity"
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
