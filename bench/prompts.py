@@ -1,0 +1,181 @@
+"""Do searched and learned prompts beat random ones? Measured on held-out queries, per task.
+
+For every task of the shards: the mean held-out score of ``--random`` random training pairs (the
+baseline of this run), the held-out score of the pair ``prompt-select`` picks on the probe set
+(successive halving over ``--candidates`` pairs), and of that pair after ``prompt-tune`` (model
+frozen, validated on the same probe set). Held-out queries are never used for selection or tuning:
+they come from ``--heldout`` shards, else from the ``--probe`` shards' samples left after the probes.
+Scores are the task's set-level headline metric (``evaluation.evaluate``), or the masked loss for
+tasks without one. Also printed: forward passes of the halving search against all pairs x all
+probes.
+
+    python bench/prompts.py --checkpoint CKPT --data TRAIN_SHARDS --probe VAL_SHARDS
+        [--heldout TEST_SHARDS] [--tasks T ...] [--candidates 16] [--probe-size 16]
+        [--heldout-size 48] [--random 10] [--steps 150] [--lr 0.01] [--out WORKDIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--data", nargs="+", required=True, help="training shards (candidates)")
+    ap.add_argument("--probe", nargs="+", required=True, help="probe/validation shards")
+    ap.add_argument("--heldout", nargs="+", help="held-out shards [default: rest of --probe]")
+    ap.add_argument("--tasks", nargs="+", help="tasks [default: all tasks of --data and --probe]")
+    ap.add_argument("--candidates", type=int, default=16)
+    ap.add_argument("--probe-size", type=int, default=16)
+    ap.add_argument("--heldout-size", type=int, default=48)
+    ap.add_argument("--random", type=int, default=10)
+    ap.add_argument("--min-probes", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="work folder [default: a temp folder]")
+    args = ap.parse_args()
+
+    from painter_cli.checkpoint import load_model
+    from painter_cli.inference import default_size, load_prompt_tensors, resolve_device
+    from painter_cli.prompts import (
+        ModelScorer,
+        QueryStore,
+        resolve_scoring,
+        select_prompts,
+        split_indices,
+        tune_prompt,
+    )
+    from painter_cli.shards import ShardReader
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, device=str(device))
+    train, probe = ShardReader(args.data), ShardReader(args.probe)
+    heldout = ShardReader(args.heldout) if args.heldout else probe
+    tasks = args.tasks or [t for t in train.tasks if t in probe.tasks and t in heldout.tasks]
+    work = Path(args.out or tempfile.mkdtemp(prefix="bench-prompts-"))
+    rows = []
+    for task in tasks:
+        t0 = time.perf_counter()
+        kind = train.codec(task).kind
+        mode, metric, hib = resolve_scoring(kind)
+        size = default_size(model, kind)
+        rng = np.random.default_rng(args.seed)
+        perm = [int(i) for i in rng.permutation(probe.indices(task))]
+        probes = perm[: args.probe_size]
+        if args.heldout:
+            held = [int(i) for i in rng.permutation(heldout.indices(task))][: args.heldout_size]
+        else:
+            held = perm[args.probe_size : args.probe_size + args.heldout_size]
+        if not held:
+            raise SystemExit(f"{task}: no held-out queries left after {len(probes)} probes")
+        cands, _ = split_indices(train, task, args.candidates, 1, args.seed, probe)
+        on_probe = ModelScorer(model, train, probe, task, size, mode=mode, device=device)
+        on_held = ModelScorer(model, train, heldout, task, size, mode=mode, device=device)
+        store = QueryStore(train, task, size)
+        report = select_prompts(
+            train,
+            task,
+            cands,
+            probes,
+            on_probe,
+            out=work / task / "select",
+            metric=metric,
+            higher_is_better=hib,
+            random=0,
+            min_probes=args.min_probes,
+            seed=args.seed,
+            probe_reader=probe,
+            progress=False,
+        )
+        best = store.pair(report["best"]["index"])
+        pool = [int(i) for i in train.indices(task)]
+        rand_idx = np.random.default_rng(args.seed + 1).permutation(pool)[: args.random]
+        random_scores = [on_held.set_score(store.pair(int(i)), held) for i in rand_idx]
+        selected = on_held.set_score(best, held)
+        tune_prompt(
+            model,
+            train,
+            task,
+            pool,
+            best,
+            out=work / task / "tune",
+            validate=lambda p, s=on_probe, pr=probes: s.set_score(p, pr),
+            higher_is_better=hib,
+            metric=metric,
+            steps=args.steps,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            val_every=max(1, args.steps // 6),
+            save_every=args.steps,
+            seed=args.seed,
+            resume=True,
+            progress=False,
+        )
+        tuned = on_held.set_score(
+            load_prompt_tensors(work / task / "tune" / "prompt.safetensors"), held
+        )
+        on_probe.close()
+        on_held.close()
+        rows.append(
+            dict(
+                task=task,
+                metric=metric,
+                hib=hib,
+                random=float(np.nanmean(random_scores)),
+                random_std=float(np.nanstd(random_scores)),
+                selected=selected,
+                tuned=tuned,
+                passes=report["forward_passes"],
+                naive=report["naive_evaluations"],
+                probes=len(probes),
+                held=len(held),
+                seconds=time.perf_counter() - t0,
+            )
+        )
+        _print(rows[-1:], header=len(rows) == 1)
+    print()
+    wins_sel = sum(_better(r["selected"], r["random"], r["hib"]) for r in rows)
+    wins_tun = sum(_better(r["tuned"], r["selected"], r["hib"]) for r in rows)
+    print(f"selected beats random mean: {wins_sel}/{len(rows)} tasks; ", end="")
+    print(f"tuned beats selected: {wins_tun}/{len(rows)} tasks  (work folder: {work})")
+
+
+def _better(a: float, b: float, higher_is_better: bool) -> bool:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    return a > b if higher_is_better else a < b
+
+
+def _print(rows: list[dict], header: bool) -> None:
+    if header:
+        print(
+            f"{'task':<20} {'metric':<6} {'random (mean±sd)':>18} {'selected':>9} {'tuned':>9} "
+            f"{'sel/rand':>8} {'tun/sel':>8} {'passes/naive':>13} {'probe':>5} {'held':>5} {'s':>5}"
+        )
+    for r in rows:
+        sense = "↑" if r["hib"] else "↓"
+        rand = f"{r['random']:.4f}±{r['random_std']:.4f}"
+        ratio_s = r["selected"] / r["random"] if r["random"] else float("nan")
+        ratio_t = r["tuned"] / r["selected"] if r["selected"] else float("nan")
+        print(
+            f"{r['task']:<20} {r['metric'] + sense:<6} {rand:>18} {r['selected']:>9.4f} "
+            f"{r['tuned']:>9.4f} {ratio_s:>8.3f} {ratio_t:>8.3f} "
+            f"{r['passes']:>6}/{r['naive']:<6} {r['probes']:>5} {r['held']:>5} {r['seconds']:>5.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

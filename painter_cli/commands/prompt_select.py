@@ -1,0 +1,100 @@
+"""``painter prompt-select``: search the training set for the best prompt pair of a task."""
+
+from __future__ import annotations
+
+import typer
+
+
+def prompt_select(
+    task: str = typer.Option(..., "--task", help="Task name in the shards (or its codec kind)."),
+    data: list[str] = typer.Option(
+        None,
+        "--data",
+        help="Training shard folder(s): the candidates [default: the synthetic suite's].",
+    ),
+    out: str = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output folder (resumes when it has scores) [default: prompt-select-TASK].",
+    ),
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
+    ),
+    probe: list[str] = typer.Option(
+        None, "--probe", help="Probe shard folder(s) [default: pairs held out of --data]."
+    ),
+    candidates: str = typer.Option("64", "--candidates", "-n", help="Candidate pairs, or 'all'."),
+    probe_size: int = typer.Option(32, "--probe-size", "-m", help="Probe queries."),
+    top: int = typer.Option(5, "--top", "-k", help="Pairs in the multi-prompt folder OUT/top."),
+    random: int = typer.Option(10, "--random", help="Random prompts scored for comparison."),
+    min_probes: int = typer.Option(4, "--min-probes", help="Probes of the first halving round."),
+    per_query: bool = typer.Option(
+        False, "--per-query", help="Also score retrieval: each probe gets its most similar pair."
+    ),
+    features: str = typer.Option("pixels", "--features", help="Retrieval: pixels or encoder."),
+    score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
+    size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Probes per forward (loss)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the candidate/probe draw."),
+    metric_variant: str = typer.Option(
+        None, "--metric-variant", help="Restoration: sidd, derain or lol [default: from the task]."
+    ),
+) -> None:
+    """Pick the training pair that prompts TASK best (successive halving), with top-K and report."""
+    from rich.table import Table
+
+    from painter_cli.console import stdout_console
+    from painter_cli.prompts import SelectSettings, parse_count, run_select
+
+    if not data:  # the synthetic suite's train split
+        from painter_cli.defaults import suite_data
+
+        data, task = suite_data(task, "train")
+    out = out or f"prompt-select-{task}"
+    settings = SelectSettings(
+        task=task,
+        data=list(data),
+        out=out,
+        checkpoint=checkpoint,
+        probe=list(probe) if probe else None,
+        candidates=parse_count(candidates),
+        probe_size=probe_size,
+        top=top,
+        random=random,
+        min_probes=min_probes,
+        per_query=per_query,
+        features=features,
+        score=score,
+        size=size,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        metric_variant=metric_variant,
+    )
+    r = run_select(settings)
+    sense = "higher" if r["higher_is_better"] else "lower"
+    table = Table(title=f"{r['task']}: {r['metric']} ({sense} is better)")
+    for col in ("rank", "pair", r["metric"], "probes"):
+        table.add_column(col, justify="left" if col == "pair" else "right")
+    shown = r["candidates"][:20]
+    for rank, row in enumerate(shown, start=1):
+        value = "nan" if row["score"] is None else f"{row['score']:.4f}"
+        table.add_row(str(rank), row["id"], value, str(row["probes"]))
+    console = stdout_console()
+    console.print(table)
+    if len(r["candidates"]) > len(shown):
+        console.print(f"({len(r['candidates']) - len(shown)} more in {out}/report.json)")
+    for label, value in (
+        ("random prompts (mean)", r["random_mean"]),
+        ("per-query retrieval", r.get("retrieval", {}).get("score")),
+    ):
+        if value is not None:
+            console.print(f"{label}: {value:.4f}")
+    console.print(
+        f"best {r['best']['id']} -> {out}; top {len(r['top'])} -> {r['top_prompts']}\n"
+        f"{r['forward_passes']} forward passes: search {r['search_evaluations']} (all pairs on all "
+        f"probes: {r['naive_evaluations']}), the rest random prompts and retrieval"
+    )
+    console.print("(scores compare between rows with the same number of probes)")

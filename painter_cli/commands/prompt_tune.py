@@ -1,0 +1,80 @@
+"""``painter prompt-tune``: learn the prompt pair of a task with the model frozen."""
+
+from __future__ import annotations
+
+import typer
+
+
+def prompt_tune(
+    task: str = typer.Option(..., "--task", help="Task name in the shards (or its codec kind)."),
+    data: list[str] = typer.Option(
+        None, "--data", help="Training shard folder(s) [default: the synthetic suite's]."
+    ),
+    out: str = typer.Option(
+        None, "--out", "-o", help="Output prompt folder [default: prompt-tune-TASK]."
+    ),
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
+    ),
+    init: str = typer.Option(
+        None, "--init", help="Initial prompt folder or IMAGE:TARGET [default: a random pair]."
+    ),
+    probe: list[str] = typer.Option(
+        None, "--probe", help="Validation shard folder(s) [default: pairs held out of --data]."
+    ),
+    steps: int = typer.Option(200, "--steps", help="Adam steps."),
+    lr: float = typer.Option(0.01, "--lr", help="Learning rate (normalised pixel units)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Training queries per step."),
+    probe_size: int = typer.Option(16, "--probe-size", "-m", help="Validation queries."),
+    val_every: int = typer.Option(25, "--val-every", help="Validate every N steps."),
+    save_every: int = typer.Option(25, "--save-every", help="Save resumable state every N steps."),
+    score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
+    size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe split and the batches."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    metric_variant: str = typer.Option(
+        None, "--metric-variant", help="Restoration: sidd, derain or lol [default: from the task]."
+    ),
+) -> None:
+    """Tune the prompt image and target of TASK (model frozen); writes a prompt folder."""
+    from painter_cli.console import stdout_console
+    from painter_cli.prompts import TuneSettings, run_tune
+
+    if not data:  # the synthetic suite's train split
+        from painter_cli.defaults import suite_data
+
+        data, task = suite_data(task, "train")
+    out = out or f"prompt-tune-{task}"
+    settings = TuneSettings(
+        task=task,
+        data=list(data),
+        out=out,
+        checkpoint=checkpoint,
+        probe=list(probe) if probe else None,
+        init=init,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        probe_size=probe_size,
+        val_every=val_every,
+        save_every=save_every,
+        score=score,
+        size=size,
+        device=device,
+        seed=seed,
+        resume=resume,
+        metric_variant=metric_variant,
+    )
+    r = run_tune(settings)
+    sense = "higher" if r["higher_is_better"] else "lower"
+    console = stdout_console()
+    console.print(
+        f"{r['task']}: {r['metric']} ({sense} is better) on the probe set: "
+        f"initial {_fmt(r['initial'])} -> tuned {_fmt(r['tuned'])} (step {r['best_step']})"
+    )
+    console.print(f"prompt written to {out} (image.png, target.png, prompt.safetensors)")
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4f}"

@@ -1,0 +1,329 @@
+"""Prompt selection (successive halving, cache/resume, retrieval) and prompt tuning (frozen model)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from fakes_shards import write_shards
+from PIL import Image
+
+from painter_cli.checkpoint import save_checkpoint
+from painter_cli.cli import app
+from painter_cli.errors import PainterError
+from painter_cli.inference import load_prompt_tensors, load_prompts, prompt_sources, to_uint8
+from painter_cli.model import build_model, denormalize
+from painter_cli.prompts import (
+    PromptTuner,
+    QueryStore,
+    ScoreCache,
+    describe,
+    halving_cost,
+    halving_schedule,
+    retrieve,
+    select_prompts,
+    split_indices,
+    successive_halving,
+)
+from painter_cli.shards import ShardReader
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny forwards are ~30x slower with 2 threads on a busy 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Tiny train/val shards (depth + semseg) and a seeded painter-tiny checkpoint."""
+    root = tmp_path_factory.mktemp("prompts")
+    train = write_shards(root / "train", n=12, size=(24, 32))
+    val = write_shards(root / "val", n=6, size=(24, 32), seed=1, split="val")
+    ckpt = save_checkpoint(root / "ckpt", build_model("painter-tiny", seed=0))
+    return {"train": train, "val": val, "ckpt": ckpt}
+
+
+class Counting:
+    """A scoring function with known per-candidate quality; counts the evaluations asked for."""
+
+    def __init__(self, quality: dict[int, float], fail_after: int | None = None):
+        self.quality = quality
+        self.calls: list[tuple[int, int]] = []
+        self.fail_after = fail_after
+
+    def __call__(self, candidate, probes):
+        if self.fail_after is not None and len(self.calls) + len(probes) > self.fail_after:
+            raise KeyboardInterrupt
+        self.calls.extend((candidate, p) for p in probes)
+        # Probe-dependent noise that never changes the order of the candidates' means.
+        return [self.quality[candidate] + 0.001 * ((p * 7) % 5) for p in probes]
+
+
+# --------------------------------------------------------------------------------------------
+# Successive halving
+
+
+def test_halving_schedule_and_cost_formula():
+    assert halving_schedule(8, 8) == [(8, 2), (4, 4), (2, 8)]
+    assert halving_cost(8, 8) == 8 * 2 + 4 * 2 + 2 * 4 == 32  # vs 8 x 8 = 64
+    assert halving_schedule(5, 6) == [(5, 2), (3, 3), (2, 6)]
+    assert halving_schedule(1, 4) == [(1, 4)]
+    assert halving_cost(1, 4) == 4
+    assert halving_cost(64, 32) == 64 + 32 + 16 * 2 + 8 * 4 + 4 * 8 + 2 * 16 == 224
+    assert halving_cost(1000, 100) < 0.02 * 1000 * 100
+    # a floor on the probes of the first rounds
+    assert halving_schedule(16, 16, 4) == [(16, 4), (8, 4), (4, 8), (2, 16)]
+    assert halving_cost(16, 16, 4) == 16 * 4 + 8 * 0 + 4 * 4 + 2 * 8 == 96
+    assert halving_schedule(8, 2, 4) == [(8, 2), (4, 2), (2, 2)]
+    with pytest.raises(PainterError):
+        halving_schedule(0, 3)
+
+
+def test_successive_halving_keeps_best_half_each_round_and_counts():
+    rng = np.random.default_rng(0)
+    cands = list(range(100, 116))
+    quality = {c: float(q) for c, q in zip(cands, rng.permutation(16), strict=True)}
+    score = Counting(quality)
+    res = successive_halving(cands, list(range(8)), score, higher_is_better=True)
+    assert [(r["candidates"], r["probes"]) for r in res.rounds] == halving_schedule(16, 8)
+    alive = cands
+    for r in res.rounds[:-1]:
+        best_half = sorted(alive, key=lambda c: -quality[c])[: math.ceil(len(alive) / 2)]
+        assert r["kept"] == best_half
+        alive = best_half
+    assert res.ranking[0] == max(cands, key=quality.get)
+    assert len(score.calls) == len(set(score.calls)) == halving_cost(16, 8) < 16 * 8
+    # lower is better: the worst-quality candidate wins
+    res_low = successive_halving(cands, list(range(8)), Counting(quality), False)
+    assert res_low.ranking[0] == min(cands, key=quality.get)
+
+
+def test_select_returns_known_best_and_writes_report(world, tmp_path):
+    train = ShardReader(world["train"])
+    cands, probes = split_indices(train, "nyuv2-depth", 8, 4, seed=3)
+    assert not set(cands) & set(probes) and len(cands) == 8 and len(probes) == 4
+    quality = {c: -abs(c - cands[5]) for c in cands}  # cands[5] is the known best
+    score = Counting(quality)
+    out = tmp_path / "sel"
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, score, out=out, metric="toy",
+        higher_is_better=True, top=3, random=0, progress=False,
+    )  # fmt: skip
+    assert report["best"]["index"] == cands[5]
+    assert report["best"]["id"] == train.sample_id(cands[5])
+    assert (
+        report["forward_passes"]
+        == report["evaluations"]
+        == halving_cost(8, 4)
+        == 8 * 1 + 4 * 1 + 2 * 2
+    )
+    assert report["random_mean"] is None
+    doc = json.loads((out / "report.json").read_text())
+    assert set(doc) >= {"task", "metric", "higher_is_better", "best", "random_mean"}
+    assert set(doc) >= {"candidates", "forward_passes"}
+    assert set(doc["best"]) >= {"id", "score"}
+    assert len(doc["candidates"]) == 8
+    assert all(set(c) >= {"id", "score", "probes"} for c in doc["candidates"])
+    assert doc["candidates"][0]["probes"] == 4
+    # the best pair as image.png + target.png, byte-equal to the training pair
+    sample = train[cands[5]]
+    assert np.array_equal(np.asarray(Image.open(out / "image.png")), sample["image"])
+    assert np.array_equal(np.asarray(Image.open(out / "target.png")), sample["target"])
+    assert prompt_sources(str(out)) == [(str(out / "image.png"), str(out / "target.png"))]
+    assert len(prompt_sources(str(out / "top"))) == 3
+
+
+def test_random_mean_scores_random_candidates_on_all_probes(world, tmp_path):
+    train = ShardReader(world["train"])
+    cands, probes = split_indices(train, "nyuv2-depth", 8, 4)
+    quality = {c: float(k) for k, c in enumerate(cands)}
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(quality), out=tmp_path, metric="toy",
+        higher_is_better=True, random=3, progress=False,
+    )  # fmt: skip
+    rand = report["random"]
+    assert len(rand) == 3
+    expected = np.mean([quality[r["index"]] + 0.001 * np.mean([(p * 7) % 5 for p in probes])
+                        for r in rand])  # fmt: skip
+    assert report["random_mean"] == pytest.approx(expected)
+    assert report["best"]["score"] >= report["random_mean"]
+
+
+def test_resume_skips_cached_scores(world, tmp_path):
+    train = ShardReader(world["train"])
+    cands, probes = split_indices(train, "nyuv2-depth", 8, 4)
+    quality = {c: float(k % 5) for k, c in enumerate(cands)}
+    kwargs = dict(out=tmp_path, metric="toy", higher_is_better=True, random=0, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        select_prompts(train, "nyuv2-depth", cands, probes, Counting(quality, 9), **kwargs)
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    done = sum(len(v) for v in saved["scores"].values())
+    assert 0 < done <= 9 and saved["forward_passes"] == done
+    again = Counting(quality)
+    report = select_prompts(train, "nyuv2-depth", cands, probes, again, **kwargs)
+    assert len(again.calls) == halving_cost(8, 4) - done
+    assert report["forward_passes"] == halving_cost(8, 4)
+    assert report["forward_passes_this_run"] == len(again.calls)
+    rerun = Counting(quality)
+    select_prompts(train, "nyuv2-depth", cands, probes, rerun, **kwargs)
+    assert rerun.calls == []
+
+
+def test_score_cache_refuses_another_selection(tmp_path):
+    cache = ScoreCache(tmp_path / "scores.json", {"task": "a"})
+    cache.put(1, 2, 0.5)
+    cache.save(force=True)
+    assert ScoreCache(tmp_path / "scores.json", {"task": "a"}).get(1, 2) == 0.5
+    with pytest.raises(PainterError, match="another selection"):
+        ScoreCache(tmp_path / "scores.json", {"task": "b"})
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval
+
+
+@pytest.mark.parametrize("features", ["pixels", "encoder"])
+def test_retrieval_picks_the_candidate_with_the_query_image(world, features):
+    train = ShardReader(world["train"])
+    model = build_model("painter-tiny", seed=0).eval()
+    idx = [int(i) for i in train.indices("nyuv2-depth")]
+    cands = idx[:10]
+    queries = [cands[7], cands[2], cands[4]]
+    cdesc = describe(features, train, cands, model, 32)
+    qdesc = describe(features, train, queries, model, 32)
+    assert [cands[k] for k in retrieve(qdesc, cdesc)] == queries
+
+
+# --------------------------------------------------------------------------------------------
+# Real model, through the CLI
+
+
+def test_prompt_select_cli_with_model(world, tmp_path, cli_runner):
+    out = tmp_path / "sel"
+    args = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
+    args += ["--data", str(world["train"]), "--probe", str(world["val"]), "--candidates", "6"]
+    args += ["--probe-size", "4", "--min-probes", "1", "--top", "2", "--random", "2"]
+    args += ["--per-query"]
+    args += ["--device", "cpu", "--out", str(out)]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["metric"] == "rmse" and report["higher_is_better"] is False
+    assert len(report["candidates"]) == 6 and len(report["probes"]) == 4
+    # depth: one canvas per (candidate, probe); random prompts and retrieval reuse cached scores
+    assert report["forward_passes"] == report["evaluations"]
+    assert halving_cost(6, 4) <= report["evaluations"] <= halving_cost(6, 4) + 2 * 4 + 4
+    scores = [c["score"] for c in report["candidates"] if c["probes"] == 4]
+    assert report["best"]["score"] == min(scores)
+    assert len(report["retrieval"]["queries"]) == 4
+    assert "random prompts" in result.output
+    # rerun: everything is cached
+    again = cli_runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "report.json").read_text())["forward_passes_this_run"] == 0
+
+
+def test_prompt_select_cli_error_is_one_line(world, tmp_path, cli_runner):
+    args = ["prompt-select", "--task", "no-such-task", "--data", str(world["train"])]
+    args += ["--checkpoint", str(world["ckpt"]), "--out", str(tmp_path / "x")]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "unknown task 'no-such-task'" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt tuning
+
+
+def test_tuner_freezes_model_and_lowers_loss_on_a_fixed_batch(world):
+    train = ShardReader(world["train"])
+    model = build_model("painter-tiny", seed=0).eval()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    store = QueryStore(train, "nyuv2-depth", 32)
+    idx = [int(i) for i in train.indices("nyuv2-depth")]
+    init = store.pair(idx[0])
+    images, targets, valid = store.get(idx[1:5])
+    tuner = PromptTuner(model, init, lr=0.05)
+    losses = [tuner.step(images, targets, valid) for _ in range(6)]
+    tuner.close()
+    assert losses[-1] < losses[0]
+    tuned = tuner.prompt()
+    assert not torch.equal(tuned.image, init.image)
+    assert not torch.equal(tuned.target, init.target)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # flags restored
+    lo = (0 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert (tuned.image >= lo.view(3, 1, 1) - 1e-6).all()  # clamped to displayable pixels
+
+
+def _tune_args(world, out, steps, *extra):
+    args = ["prompt-tune", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
+    args += ["--data", str(world["train"]), "--steps", str(steps), "--lr", "0.05"]
+    args += ["--batch-size", "4", "--probe-size", "3", "--val-every", "3", "--save-every", "3"]
+    return [*args, "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_prompt_tune_cli_outputs_round_trip_and_resume(world, tmp_path, cli_runner):
+    straight = tmp_path / "straight"
+    result = cli_runner.invoke(app, _tune_args(world, straight, 6))
+    assert result.exit_code == 0, result.output
+    report = json.loads((straight / "report.json").read_text())
+    assert report["metric"] == "rmse" and report["higher_is_better"] is False
+    assert [h["step"] for h in report["history"]] == [0, 3, 6]
+    assert report["initial"] == report["history"][0]["score"]
+    assert report["tuned"] == min(h["score"] for h in report["history"])
+    # the exact tensors, and PNGs that are their de-normalised pixels
+    prompt = load_prompt_tensors(straight / "prompt.safetensors")
+    assert prompt.image.shape == prompt.target.shape == (3, 32, 32)
+    png = np.asarray(Image.open(straight / "image.png"))
+    assert np.array_equal(
+        png, to_uint8(denormalize(prompt.image[None])[0].permute(1, 2, 0).numpy())
+    )
+    # predict's prompt loader prefers prompt.safetensors, bit-exact
+    (loaded,) = load_prompts([str(straight)], None)
+    assert torch.equal(loaded.image, prompt.image) and torch.equal(loaded.target, prompt.target)
+
+    # interrupted after 3 steps, then resumed to 6: the same state as the straight run
+    split = tmp_path / "split"
+    assert cli_runner.invoke(app, _tune_args(world, split, 3)).exit_code == 0
+    refused = cli_runner.invoke(app, _tune_args(world, split, 6))
+    assert refused.exit_code == 1 and "--resume" in refused.output
+    resumed = cli_runner.invoke(app, _tune_args(world, split, 6, "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(straight / "tune_state.pt", weights_only=True)
+    b = torch.load(split / "tune_state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    assert torch.allclose(a["tuner"]["image"], b["tuner"]["image"], atol=1e-6)
+    assert torch.allclose(a["tuner"]["target"], b["tuner"]["target"], atol=1e-6)
+    assert [h["step"] for h in b["history"]] == [0, 3, 6]
+
+
+def test_prompt_tune_from_selected_prompt_feeds_predict(world, tmp_path, cli_runner):
+    init = tmp_path / "init"
+    train = ShardReader(world["train"])
+    sample = train[int(train.indices("nyuv2-depth")[0])]
+    init.mkdir()
+    Image.fromarray(sample["image"]).save(init / "image.png")
+    Image.fromarray(sample["target"]).save(init / "target.png")
+    out = tmp_path / "tuned"
+    result = cli_runner.invoke(app, _tune_args(world, out, 2, "--init", str(init)))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["init"].startswith(str(init))
+    queries = tmp_path / "q"
+    queries.mkdir()
+    Image.fromarray(sample["image"]).save(queries / "a.png")
+    pred = tmp_path / "pred"
+    args = ["predict", str(queries), "--prompt", str(out), "-c", str(world["ckpt"])]
+    result = cli_runner.invoke(app, [*args, "--device", "cpu", "--out", str(pred)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((pred / "predict_config.json").read_text())
+    assert config["prompts"] == [str(out / "prompt.safetensors")]
