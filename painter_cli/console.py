@@ -62,30 +62,35 @@ def progress_enabled() -> bool:
     return rank() == 0 and sys.stderr.isatty() and not os.environ.get("PAINTER_NO_PROGRESS")
 
 
-def track(items: Iterable[T], description: str = "", total: int | None = None) -> Iterator[T]:
-    """Iterate with a rich progress bar on rank 0 when stderr is a terminal; plain iteration otherwise."""
-    if not progress_enabled():
-        yield from items
-        return
+def _columns() -> tuple:
+    """The columns every painter progress bar starts with: description, bar, done/total, times."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
-    columns = (
+    return (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=stderr_console(), transient=False) as progress:
+
+
+def track(items: Iterable[T], description: str = "", total: int | None = None) -> Iterator[T]:
+    """Iterate with a rich progress bar on rank 0 when stderr is a terminal; plain iteration otherwise."""
+    if not progress_enabled():
+        yield from items
+        return
+    from rich.progress import Progress
+
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with Progress(*_columns(), console=stderr_console(), transient=False) as progress:
         task = progress.add_task(description, total=total)
         for item in items:
             yield item
@@ -94,21 +99,10 @@ def track(items: Iterable[T], description: str = "", total: int | None = None) -
 
 def make_progress():
     """A rich ``Progress`` for loops that update several fields (loss, lr...); disabled off a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress, TextColumn
 
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        *_columns(),
         TextColumn("{task.fields[info]}"),
         console=stderr_console(),
         disable=not progress_enabled(),

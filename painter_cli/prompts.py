@@ -802,6 +802,53 @@ def _open_task(data: Sequence[str], task: str) -> tuple[Any, str]:
     return reader, resolve_task(reader, task)
 
 
+def _open_data(settings: SelectSettings | TuneSettings) -> tuple[Any, Any, str]:
+    """``(train reader, probe reader or None, task)`` of ``--data`` and ``--probe`` (which must hold
+    the same task)."""
+    train, task = _open_task(settings.data, settings.task)
+    probe_reader = None
+    if settings.probe:
+        probe_reader, ptask = _open_task(settings.probe, task)
+        if ptask != task:
+            raise PainterError(f"--probe shards name the task {ptask!r}, --data {task!r}")
+    return train, probe_reader, task
+
+
+def _model_scorer(
+    settings: SelectSettings | TuneSettings,
+    model: Any,
+    train: Any,
+    preader: Any,
+    task: str,
+    size: int,
+    mode: str,
+    device: torch.device,
+) -> ModelScorer:
+    return ModelScorer(
+        model,
+        train,
+        preader,
+        task,
+        size,
+        mode=mode,
+        batch_size=settings.batch_size,
+        metric_variant=settings.metric_variant,
+        device=device,
+    )
+
+
+def _data_fingerprint(
+    settings: SelectSettings | TuneSettings, ckpt: str, task: str
+) -> dict[str, Any]:
+    """The leading fingerprint keys of a run: the weights, the task and the shards it reads."""
+    return {
+        "checkpoint": _checkpoint_key(ckpt),
+        "task": task,
+        "data": [str(Path(d).resolve()) for d in settings.data],
+        "probe": [str(Path(d).resolve()) for d in settings.probe or []],
+    }
+
+
 def _checkpoint_key(ckpt: str) -> str:
     """What identifies the weights: the resolved checkpoint (a run dir's latest), or a preset."""
     from painter_cli.checkpoint import resolve_checkpoint
@@ -818,12 +865,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     if settings.features not in FEATURES:
         raise PainterError(f"--features {settings.features}: expected pixels or encoder")
     ckpt = checkpoint_or_default(settings.checkpoint)
-    train, task = _open_task(settings.data, settings.task)
-    probe_reader = None
-    if settings.probe:
-        probe_reader, ptask = _open_task(settings.probe, task)
-        if ptask != task:
-            raise PainterError(f"--probe shards name the task {ptask!r}, --data {task!r}")
+    train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
     mode, metric, hib = resolve_scoring(codec.kind, settings.score)
     candidates, probes = split_indices(
@@ -833,22 +875,9 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     model = load_checkpoint(ckpt, device)
     size = settings.size or default_size(model, codec.kind)
     preader = probe_reader if probe_reader is not None else train
-    scorer = ModelScorer(
-        model,
-        train,
-        preader,
-        task,
-        size,
-        mode=mode,
-        batch_size=settings.batch_size,
-        metric_variant=settings.metric_variant,
-        device=device,
-    )
+    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device)
     fingerprint = {
-        "checkpoint": _checkpoint_key(ckpt),
-        "task": task,
-        "data": [str(Path(d).resolve()) for d in settings.data],
-        "probe": [str(Path(d).resolve()) for d in settings.probe or []],
+        **_data_fingerprint(settings, ckpt, task),
         "size": size,
         "score": mode,
         "metric_variant": settings.metric_variant,
@@ -1187,12 +1216,7 @@ class TuneSettings:
 def run_tune(settings: TuneSettings) -> dict[str, Any]:
     """Run ``painter prompt-tune``: inputs are checked before the model is loaded."""
     ckpt = checkpoint_or_default(settings.checkpoint)
-    train, task = _open_task(settings.data, settings.task)
-    probe_reader = None
-    if settings.probe:
-        probe_reader, ptask = _open_task(settings.probe, task)
-        if ptask != task:
-            raise PainterError(f"--probe shards name the task {ptask!r}, --data {task!r}")
+    train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
     mode, metric, hib = resolve_scoring(codec.kind, settings.score)
     pool, probes = split_indices(
@@ -1209,23 +1233,10 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     else:  # a seeded random training pair (never a probe)
         rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 0x1217]))
         init = QueryStore(train, task, size).pair(pool[int(rng.integers(len(pool)))])
-    scorer = ModelScorer(
-        model,
-        train,
-        preader,
-        task,
-        size,
-        mode=mode,
-        batch_size=settings.batch_size,
-        metric_variant=settings.metric_variant,
-        device=device,
-    )
+    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device)
     scorer.close()  # only its scoring is used here, not its pass counter
     fingerprint = {
-        "checkpoint": _checkpoint_key(ckpt),
-        "task": task,
-        "data": [str(Path(d).resolve()) for d in settings.data],
-        "probe": [str(Path(d).resolve()) for d in settings.probe or []],
+        **_data_fingerprint(settings, ckpt, task),
         "init": settings.init,
         "size": size,
         "lr": settings.lr,

@@ -84,6 +84,29 @@ class Source:
         """Parameters that rebuild the codec: ``get_codec(self.codec, **self.codec_params())``."""
         return {}
 
+    def checked_options(self, spec: dict[str, tuple[type, Any]]) -> dict:
+        """The constructor options checked against ``spec`` (``parse_options``), after the split is
+        checked against ``splits``; either wrong is a ``PainterError`` naming the source."""
+        from painter_cli.errors import PainterError
+
+        if self.split not in self.splits:
+            raise PainterError(f"{self.name}: unknown split {self.split!r} (choose {self.splits})")
+        return parse_options(self.name, self.options, spec)
+
+    def target_codec(self) -> Any:
+        """The codec that paints targets, ``get_codec(self.codec, **self.codec_params())``, built
+        once per process (it is not pickled: each worker builds its own)."""
+        if getattr(self, "_codec_obj", None) is None:
+            from painter_cli.tasks import get_codec
+
+            self._codec_obj = get_codec(self.codec, **self.codec_params())
+        return self._codec_obj
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_codec_obj", None)
+        return state
+
     def keys(self) -> list[str]:
         """The ordered work units (usually one per source image)."""
         raise NotImplementedError

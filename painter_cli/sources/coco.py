@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from painter_cli.errors import PainterError
-from painter_cli.sources.base import Sample, SkipItem, Source, parse_options, read_image
+from painter_cli.shards import image_size
+from painter_cli.sources.base import Sample, SkipItem, Source, read_image
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,6 @@ _PIXEL_STD = 200.0  # mmpose's unit for ``scale``: box size in pixels / 200
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _image_size(image: bytes | np.ndarray) -> tuple[int, int]:
-    """(H, W) of what ``read_image`` returned (a JPEG header read, no decoding)."""
-    if isinstance(image, np.ndarray):
-        return image.shape[0], image.shape[1]
-    from PIL import Image
-
-    with Image.open(io.BytesIO(image)) as im:
-        return im.height, im.width
-
-
 def _as_rgb(image: bytes | np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB array of what ``read_image`` returned."""
     if isinstance(image, np.ndarray):
@@ -80,12 +71,6 @@ def _load_json(path: Path) -> Any:
         raise PainterError(f"{path}: cannot read JSON ({exc})") from None
 
 
-def _codec(name: str, params: dict[str, Any]):
-    from painter_cli.tasks import get_codec
-
-    return get_codec(name, **params)
-
-
 # ----------------------------------------------------------------------------- panoptic (shared)
 @dataclass(frozen=True)
 class _PanopticEntry:
@@ -114,9 +99,7 @@ class _CocoPanopticBase(Source):
 
     def __init__(self, root: str | Path, split: str = "train", **options: Any):
         super().__init__(root, split, **options)
-        if split not in self.splits:
-            raise PainterError(f"{self.name}: unknown split {split!r} (choose {self.splits})")
-        self.opts = parse_options(self.name, options, self._option_spec)
+        self.opts = self.checked_options(self._option_spec)
         self.image_dir = self.root / f"{split}2017"
         self.json_path = self.root / "annotations" / f"panoptic_{split}2017.json"
         self.png_dir = self.root / "annotations" / f"panoptic_{split}2017"
@@ -126,21 +109,6 @@ class _CocoPanopticBase(Source):
         _require(self.png_dir, "panoptic PNG folder", self.layout)
         self._entries: dict[str, tuple[str, str, int, int, int, int]] | None = None
         self._segs: dict[str, np.ndarray] = {}
-        self._codec_obj = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_codec_obj"] = None  # rebuilt in the worker
-        return state
-
-    def codec_params(self) -> dict[str, Any]:
-        return {}
-
-    @property
-    def _codec_inst(self):
-        if self._codec_obj is None:
-            self._codec_obj = _codec(self.codec, self.codec_params())
-        return self._codec_obj
 
     def _index(self) -> dict[str, tuple[str, str, int, int, int, int]]:
         """key -> (image file, PNG file, H, W, first segment, end segment), sorted by key; the
@@ -216,7 +184,7 @@ class _CocoPanopticBase(Source):
     def _read_pair(self, entry: _PanopticEntry) -> tuple[bytes | np.ndarray, np.ndarray]:
         """(image, segment id map) of one entry, sizes checked against each other."""
         image = read_image(self.image_dir / entry.image)
-        size = _image_size(image)
+        size = image_size(image)
         png = self.png_dir / entry.png
         ids = _read_panoptic_ids(png)
         if ids.shape != size:
@@ -251,14 +219,8 @@ class CocoSemsegSource(_CocoPanopticBase):
     """
 
     name = "coco-semseg"
-
-    @property
-    def task(self) -> str:
-        return "coco-semseg"
-
-    @property
-    def codec(self) -> str:
-        return "coco-semseg"
+    task = "coco-semseg"
+    codec = "coco-semseg"
 
     def keys(self) -> list[str]:
         # The official generator skips images with an empty segments_info (no target file).
@@ -268,7 +230,7 @@ class CocoSemsegSource(_CocoPanopticBase):
         entry = self._entry(key)
         image, ids = self._read_pair(entry)
         label = _paint_ids(ids, entry.seg_ids, entry.label, np.uint8)
-        return [Sample(id=key, image=image, target=self._codec_inst.encode(label))]
+        return [Sample(id=key, image=image, target=self.target_codec().encode(label))]
 
 
 # ------------------------------------------------------------------------------------- instance
@@ -294,6 +256,8 @@ class CocoInstanceSource(_CocoPanopticBase):
     """
 
     name = "coco-instance"
+    task = "coco-instance"
+    codec = "coco-instance"
     _option_spec = {"copies": (int, 0), "seed": (int, 0), "size": (int, 1024)}
     option_help = {
         "copies": "augmented copies per image, besides the original (official: 30 + a flip)",
@@ -305,14 +269,6 @@ class CocoInstanceSource(_CocoPanopticBase):
         super().__init__(root, split, **options)
         if self.opts["copies"] < 0 or self.opts["size"] < 32:
             raise PainterError(f"{self.name}: copies must be >= 0 and size >= 32")
-
-    @property
-    def task(self) -> str:
-        return "coco-instance"
-
-    @property
-    def codec(self) -> str:
-        return "coco-instance"
 
     def _kept(self, entry: _PanopticEntry) -> np.ndarray:
         return entry.thing & ~entry.iscrowd & entry.valid
@@ -344,7 +300,7 @@ class CocoInstanceSource(_CocoPanopticBase):
 
     def load(self, key: str) -> list[Sample]:
         image, inst = self.instance_map(key)
-        codec = self._codec_inst
+        codec = self.target_codec()
         samples = []
         if inst.any():
             samples.append(Sample(id=key, image=image, target=codec.encode(inst)))
@@ -496,12 +452,12 @@ class CocoKeypointsSource(Source):
     layout = _KEYPOINTS_LAYOUT
     option_help = {"boxes": "detection-results JSON: image-only test crops around its person boxes"}
     splits = ("train", "val")
+    task = "coco-keypoints"
+    codec = "coco-keypoints"
 
     def __init__(self, root: str | Path, split: str = "train", **options: Any):
         super().__init__(root, split, **options)
-        if split not in self.splits:
-            raise PainterError(f"{self.name}: unknown split {split!r} (choose {self.splits})")
-        self.opts = parse_options(self.name, options, {"boxes": (str, None)})
+        self.opts = self.checked_options({"boxes": (str, None)})
         self.image_dir = self.root / f"{split}2017"
         self.json_path = self.root / "annotations" / f"person_keypoints_{split}2017.json"
         _require(self.root, "dataset root", self.layout)
@@ -511,23 +467,6 @@ class CocoKeypointsSource(Source):
         if self.boxes is not None:
             _require(self.boxes, "detection-results JSON (boxes=)", self.layout)
         self._people: dict[str, tuple[int, str, list[_Person]]] | None = None
-        self._codec_obj = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_codec_obj"] = None
-        return state
-
-    @property
-    def task(self) -> str:
-        return "coco-keypoints"
-
-    @property
-    def codec(self) -> str:
-        return "coco-keypoints"
-
-    def codec_params(self) -> dict[str, Any]:
-        return {}
 
     def _index(self) -> dict[str, tuple[int, str, list[_Person]]]:
         """key -> (image id, image file name, people) for every image with at least one crop."""
@@ -623,9 +562,7 @@ class CocoKeypointsSource(Source):
                 kp = np.asarray(person.keypoints, dtype=np.float64).reshape(17, 3)
                 xy = kp[:, :2] @ affine[:, :2].T + affine[:, 2]
                 joints = np.concatenate([xy, kp[:, 2:]], axis=1).astype(np.float32)
-                if self._codec_obj is None:
-                    self._codec_obj = _codec(self.codec, self.codec_params())
-                target = self._codec_obj.encode(joints)
+                target = self.target_codec().encode(joints)
                 if not target.any():  # no keypoint drawn inside the crop: not a training pair
                     continue
                 extras["keypoints"] = joints

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from painter_cli.errors import PainterError
-from painter_cli.sources.base import Sample, SkipItem, Source, parse_options, read_image
-from painter_cli.sources.coco import _image_size
+from painter_cli.shards import image_size
+from painter_cli.sources.base import Sample, SkipItem, Source, read_image
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,12 @@ class NyuV2Source(Source):
     name = "nyuv2"
     layout = LAYOUT
     splits = ("train", "test")
+    task = "nyuv2-depth"
+    codec = "nyuv2-depth"
 
     def __init__(self, root: str | Path, split: str = "train", **options: Any):
         super().__init__(root, split, **options)
-        if split not in self.splits:
-            raise PainterError(f"{self.name}: unknown split {split!r} (choose {self.splits})")
-        parse_options(self.name, options, {})
+        self.checked_options({})
         if not self.root.is_dir():
             raise PainterError(f"{self.root}: dataset root not found", hint=f"expected:\n{LAYOUT}")
         if split == "train":
@@ -94,31 +94,11 @@ class NyuV2Source(Source):
         self._keys: list[str] | None = None
         self._h5 = None  # opened lazily, per process
         self._h5_pid = 0
-        self._codec_obj = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["_h5"] = None
-        state["_codec_obj"] = None
         return state
-
-    @property
-    def task(self) -> str:
-        return "nyuv2-depth"
-
-    @property
-    def codec(self) -> str:
-        return "nyuv2-depth"
-
-    def codec_params(self) -> dict[str, Any]:
-        return {}
-
-    def _encode(self, depth_mm: np.ndarray) -> np.ndarray:
-        if self._codec_obj is None:
-            from painter_cli.tasks import get_codec
-
-            self._codec_obj = get_codec(self.codec, **self.codec_params())
-        return self._codec_obj.encode(depth_mm)
 
     def keys(self) -> list[str]:
         if self._keys is None:
@@ -148,7 +128,7 @@ class NyuV2Source(Source):
             ".png"
         )
         image = read_image(rgb_path)
-        size = _image_size(image)
+        size = image_size(image)
         try:
             with Image.open(depth_path) as im:
                 depth = np.asarray(im)
@@ -169,7 +149,7 @@ class NyuV2Source(Source):
         return Sample(
             id=f"{scene}_{rgb_path.stem}",
             image=image,
-            target=self._encode(depth),
+            target=self.target_codec().encode(depth),
             extras={"depth_m": depth.astype(np.float32) / np.float32(1000)},
         )
 
@@ -218,6 +198,6 @@ class NyuV2Source(Source):
         return Sample(
             id=f"{self._scene(index)}_rgb_{key}",
             image=image,
-            target=self._encode(depth),
+            target=self.target_codec().encode(depth),
             extras={"depth_m": depth.astype(np.float32) / np.float32(1000)},
         )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from painter_cli.errors import PainterError
-from painter_cli.sources.base import Sample, SkipItem, Source, parse_options, read_image
+from painter_cli.sources.base import Sample, SkipItem, Source, read_image
 from painter_cli.sources.coco import _rng
 
 log = logging.getLogger(__name__)
@@ -92,14 +92,12 @@ class SiddSource(Source):
         "seed": "seed of the crop positions (a pair's crops depend only on seed and pair)",
     }
     splits = ("train", "val")
+    task = "sidd-denoise"
+    codec = "restoration"
 
     def __init__(self, root: str | Path, split: str = "train", **options: Any):
         super().__init__(root, split, **options)
-        if split not in self.splits:
-            raise PainterError(f"{self.name}: unknown split {split!r} (choose {self.splits})")
-        self.opts = parse_options(
-            self.name, options, {"crops_per_image": (int, 300), "seed": (int, 0)}
-        )
+        self.opts = self.checked_options({"crops_per_image": (int, 300), "seed": (int, 0)})
         if self.opts["crops_per_image"] < 1:
             raise PainterError(f"{self.name}: crops_per_image must be >= 1")
         if not self.root.is_dir():
@@ -123,31 +121,11 @@ class SiddSource(Source):
                     _loadmat(path)  # fail now, not in a worker, when scipy is missing
         self._keys: list[str] | None = None
         self._blocks: tuple[np.ndarray, np.ndarray] | None = None  # per-process cache
-        self._codec_obj = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["_blocks"] = None  # hundreds of MB: each worker reads them itself
-        state["_codec_obj"] = None
         return state
-
-    @property
-    def task(self) -> str:
-        return "sidd-denoise"
-
-    @property
-    def codec(self) -> str:
-        return "restoration"
-
-    def codec_params(self) -> dict[str, Any]:
-        return {}
-
-    def _encode(self, clean: np.ndarray) -> np.ndarray:
-        if self._codec_obj is None:
-            from painter_cli.tasks import get_codec
-
-            self._codec_obj = get_codec(self.codec, **self.codec_params())
-        return self._codec_obj.encode(clean)
 
     def keys(self) -> list[str]:
         if self._keys is None:
@@ -192,7 +170,7 @@ class SiddSource(Source):
                 Sample(
                     id=f"{stem}_{j:03d}",
                     image=np.ascontiguousarray(noisy[window]),
-                    target=self._encode(np.ascontiguousarray(clean[window])),
+                    target=self.target_codec().encode(np.ascontiguousarray(clean[window])),
                 )
             )
         return samples
@@ -216,7 +194,7 @@ class SiddSource(Source):
             Sample(
                 id=f"{i:04d}_{j:02d}",
                 image=np.ascontiguousarray(noisy[i, j]),
-                target=self._encode(np.ascontiguousarray(clean[i, j])),
+                target=self.target_codec().encode(np.ascontiguousarray(clean[i, j])),
             )
             for j in range(noisy.shape[1])
         ]
