@@ -17,7 +17,16 @@ from painter_cli.errors import PainterError
 
 # (module in painter_cli.commands, attribute): a typer function (registered as a command) or a
 # typer app (registered as a group). Only commands that work are listed.
-COMMANDS: list[tuple[str, str]] = []
+COMMANDS: list[tuple[str, str]] = [
+    ("weights", "weights"),
+    ("encode", "encode"),
+    ("info", "info"),
+    ("predict", "predict"),
+    ("eval", "eval_command"),
+    ("train", "train"),
+    ("prompt_select", "prompt_select"),
+    ("prompt_tune", "prompt_tune"),
+]
 
 
 class _PainterGroup(TyperGroup):
