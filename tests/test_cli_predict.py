@@ -74,8 +74,10 @@ def test_bad_inputs_fail_in_one_line_without_writing(cli_runner, setup, tmp_path
     out = tmp_path / "out"
     base = ["predict", "--out", str(out)]
 
-    r = cli_runner.invoke(app, [*base, str(queries), "-p", str(prompt)])
-    _assert_one_line_failure(r, out, "--checkpoint")
+    # (No --checkpoint now means the bundled model: tests/test_defaults.py.)
+    missing = tmp_path / "no-such-ckpt"
+    r = cli_runner.invoke(app, [*base, str(queries), "-p", str(prompt), "-c", str(missing)])
+    _assert_one_line_failure(r, out, "no-such-ckpt")
 
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG broken")

@@ -28,7 +28,10 @@ def encode(
         False, "--list", help="List the sources with their layouts and exit."
     ),
     task: str = typer.Option(
-        None, "--task", help="pairs, synthetic: task name.", rich_help_panel=_SRC
+        None,
+        "--task",
+        help="pairs, synthetic: task name (synthetic without it: the whole suite).",
+        rich_help_panel=_SRC,
     ),
     codec: str = typer.Option(None, "--codec", help="pairs: codec name.", rich_help_panel=_SRC),
     codec_param: list[str] = typer.Option(
@@ -70,6 +73,14 @@ def encode(
         from painter_cli.sources import describe_sources
 
         typer.echo(describe_sources())
+        return
+    if source == "synthetic" and out is not None:
+        # Generated, not read: ROOT is optional and --size is the generation size (no resize).
+        from painter_cli.defaults import encode_synthetic
+
+        typer.echo(encode_synthetic(out, task=task, split=split, size=size, count=count,
+                                    seed=seed, workers=workers or nworkers_default(),
+                                    shard_size=shard_size, options=option))  # fmt: skip
         return
     if source is None or root is None or out is None:
         raise PainterError(

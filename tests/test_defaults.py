@@ -1,0 +1,173 @@
+"""The self-contained default: suite generation, the bundled model, task-name resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from painter_cli import defaults
+from painter_cli.errors import PainterError
+from painter_cli.shards import ShardReader
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = Path(__file__).parent / "data" / "bundled_depth_painted.npy"
+IN_DOMAIN = [
+    "synthetic-depth",
+    "synthetic-semseg",
+    "synthetic-instance",
+    "synthetic-keypoints",
+    "synthetic-denoise",
+    "synthetic-derain",
+    "synthetic-lowlight",
+]
+
+
+# --- the synthetic suite -------------------------------------------------------------------------
+
+
+def test_suite_is_deterministic_and_complete(tmp_path):
+    a = defaults.encode_suite(tmp_path / "a", size=16, count=2, seed=3)
+    b = defaults.encode_suite(tmp_path / "b", size=16, count=2, seed=3)
+    c = defaults.encode_suite(tmp_path / "c", size=16, count=2, seed=4)
+    assert sorted(a) == ["ood", "train", "val"]
+    for split in a:
+        files = sorted(p.name for p in a[split].iterdir())
+        assert files == sorted(p.name for p in b[split].iterdir())
+        for name in files:  # byte-identical shards and index
+            assert (a[split] / name).read_bytes() == (b[split] / name).read_bytes()
+    assert (a["train"] / "shard-00000.h5").read_bytes() != (
+        c["train"] / "shard-00000.h5"
+    ).read_bytes()
+    train, ood = ShardReader(a["train"]), ShardReader(a["ood"])
+    assert sorted(train.tasks) == sorted(IN_DOMAIN)
+    assert ood.tasks == ["synthetic-fgseg"]
+    assert len(train) == 14 and len(ShardReader(a["val"])) == 14 and len(ood) == 2
+    s = train[int(train.indices("synthetic-depth")[1])]
+    assert s["id"] == "synthetic-depth-train-000001"
+    assert s["image"].shape == (16, 16, 3) and s["depth_m"].shape == (16, 16)
+
+
+def test_suite_resumes_by_split_and_refuses_other_encodes(tmp_path):
+    dirs = defaults.encode_suite(tmp_path, size=16, count=1)
+    stamp = (dirs["train"] / "shard-00000.h5").stat().st_mtime_ns
+    (dirs["val"] / "index.json").unlink()  # as if killed while writing val
+    defaults.encode_suite(tmp_path, size=16, count=1)
+    assert (dirs["train"] / "shard-00000.h5").stat().st_mtime_ns == stamp  # kept
+    assert (dirs["val"] / "index.json").is_file()
+    with pytest.raises(PainterError, match="another encode"):
+        defaults.encode_suite(tmp_path, size=16, count=2)
+
+
+def test_encode_synthetic_cli_writes_the_whole_suite(tmp_path, cli_runner):
+    from painter_cli.cli import app
+
+    out = tmp_path / "suite"
+    r = cli_runner.invoke(
+        app, ["encode", "synthetic", "--out", str(out), "--size", "16", "--count", "1", "-j", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    index = json.loads((out / "val" / "index.json").read_text())
+    assert index["count"] == 7 and sorted(index["tasks"]) == sorted(IN_DOMAIN)
+    assert index["tasks"]["synthetic-keypoints"]["params"]["width"] == 16  # generated at 16
+    assert ShardReader(out / "ood")[0]["image"].shape == (16, 16, 3)
+
+
+# --- task names -----------------------------------------------------------------------------------
+
+
+def test_resolve_task_by_name_and_kind():
+    tasks = ["synthetic-depth", "synthetic-denoise", "ade20k-semseg", "coco-semseg"]
+    assert defaults.resolve_task("synthetic-depth", tasks) == "synthetic-depth"
+    assert defaults.resolve_task("depth", tasks) == "synthetic-depth"
+    assert defaults.resolve_task("denoise", tasks) == "synthetic-denoise"
+    with pytest.raises(PainterError, match="ambiguous.*ade20k-semseg, coco-semseg"):
+        defaults.resolve_task("semseg", tasks)
+    with pytest.raises(PainterError, match="unknown task 'keypoints'"):
+        defaults.resolve_task("keypoints", tasks)
+    assert defaults.task_kind("lol-lowlight") == "lowlight"
+    assert defaults.task_kind("my-own-depth") == "depth"
+
+
+def test_bundled_prompt_and_example_resolve_kinds():
+    assert defaults.bundled_prompt("fgseg").name == "synthetic-fgseg"
+    for task in [*IN_DOMAIN, "synthetic-fgseg"]:
+        folder = defaults.bundled_prompt(task)
+        assert (folder / "image.png").is_file() and (folder / "target.png").is_file()
+        assert defaults.bundled_example(task).is_file()
+
+
+def test_train_defaults_fill_weights_and_run_dir(tmp_path, monkeypatch):
+    from painter_cli.config import resolve
+
+    dirs = defaults.encode_suite(tmp_path / "s", size=16, count=1)
+    cfg = resolve(preset="tiny")
+    cfg.data.paths = [str(dirs["train"])]
+    cfg.data.weights = {"synthetic-depth": 3.0}
+    monkeypatch.chdir(tmp_path)
+    run_dir = defaults.apply_train_defaults(cfg, None)
+    assert run_dir.parent == Path("runs") and len(run_dir.name) == len("20260101-000000")
+    assert cfg.data.weights["synthetic-depth"] == 3.0  # a given weight is kept
+    assert cfg.data.weights["synthetic-lowlight"] == 1.0
+    assert cfg.data.val_paths == []  # --data given: no default validation split
+
+
+# --- the bundled model -----------------------------------------------------------------------------
+
+
+def test_bundled_model_paints_the_committed_reference():
+    import torch
+
+    from painter_cli.checkpoint import load_model
+    from painter_cli.inference import Predictor, load_image, make_prompt
+
+    model_dir = defaults.bundled_model()
+    size_mb = sum(p.stat().st_size for p in model_dir.iterdir()) / 1e6
+    assert size_mb <= 25
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert set(metrics["incontext"]) == {*IN_DOMAIN, "synthetic-fgseg"}
+    torch.set_num_threads(1)
+    predictor = Predictor(load_model(model_dir, device="cpu"))
+    prompt_dir = defaults.bundled_prompt("depth")
+    prompt = make_prompt(
+        load_image(prompt_dir / "image.png"), load_image(prompt_dir / "target.png"), 32
+    )
+    query = predictor.query(load_image(defaults.bundled_example("depth")))
+    painted = predictor.paint(query[None], [prompt])[0].numpy()
+    expected = np.load(REFERENCE)
+    assert painted.shape == expected.shape == (3, 32, 32)
+    np.testing.assert_allclose(painted, expected, atol=2e-3)
+
+
+def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path):
+    out = tmp_path / "pred"
+    env = {**os.environ, "PAINTER_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "painter_cli",
+            "predict",
+            str(defaults.bundled_example("semseg")),
+            "--prompt",
+            str(defaults.bundled_prompt("semseg")),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("using the bundled model") == 1
+    config = json.loads((out / "predict_config.json").read_text())
+    assert Path(config["checkpoint"]) == defaults.bundled_model()
+    records = json.loads((out / "predictions.json").read_text())
+    assert len(records) == 1
+    assert any(p.suffix == ".png" for p in out.iterdir())
