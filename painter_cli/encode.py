@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -141,6 +142,8 @@ def _decode(data: bytes) -> np.ndarray:
 # --- one shard (runs in a worker process or in-process) ------------------------------------------
 
 _state: dict[str, Any] = {}
+# Test hook: SIGKILL the process that writes shard k right after the shard is in place.
+KILL_ENV = "PAINTER_TEST_KILL_AFTER_SHARD"
 
 
 def _init_worker(state: dict[str, Any], ticks: Any) -> None:
@@ -202,6 +205,8 @@ def _encode_shard_inner(k: int) -> dict[str, Any]:
             "fingerprint": _state["fingerprints"][k],
         }
         shard.commit(summary)
+        if os.environ.get(KILL_ENV) == str(k):
+            os.kill(os.getpid(), signal.SIGKILL)
         return summary
     except BaseException:
         shard.abort()

@@ -17,6 +17,7 @@ from PIL import Image
 
 from painter_cli.cli import app
 from painter_cli.encode import (
+    KILL_ENV,
     EncodeSettings,
     encode_dataset,
     parse_key_values,
@@ -64,6 +65,24 @@ def test_rerun_after_interruption_resumes_to_identical_bytes(tmp_path):
     again = encode_dataset("ade20k", tmp_path / "ade", part, settings=settings)
     assert again.reused == 3
     _same_bytes(tmp_path / "full", part)
+
+
+def test_sigkill_mid_encode_then_rerun_gives_identical_bytes(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=4)
+    full = tmp_path / "full"
+    encode_dataset("ade20k", tmp_path / "ade", full, settings=EncodeSettings(shard_size=1))
+    part = tmp_path / "part"
+    cmd = [sys.executable, "-m", "painter_cli", "encode", "ade20k", str(tmp_path / "ade")]
+    cmd += ["--out", str(part), "--shard-size", "1", "--workers", "1"]
+    env = {**os.environ, "PAINTER_NO_PROGRESS": "1", KILL_ENV: "1"}
+    killed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert killed.returncode == -9  # SIGKILL right after shard 1 was renamed into place
+    assert sorted(p.name for p in part.glob("*.h5")) == [shard_name(0), shard_name(1)]
+    assert not (part / INDEX).exists()
+    env.pop(KILL_ENV)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    _same_bytes(full, part)
 
 
 def test_two_workers_write_the_same_shards_as_one(tmp_path):
