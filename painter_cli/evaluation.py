@@ -12,8 +12,10 @@ queries, one model) and feeds the decoded outputs to the task's meter from ``pai
 - instance: class-agnostic COCO mask AP; ground-truth masks are the target's distinct colours.
 - keypoints: COCO keypoint AP (OKS) in the crop frame, with the official flip test.
 - restoration: PSNR/SSIM in the ``sidd``, ``derain`` or ``lol`` variant.
-- panoptic: PQ needs panoptic ground truth, which shards do not carry (``painter encode`` writes
-  ``coco-semseg`` and ``coco-instance``): a clear error says so.
+- panoptic: PQ/SQ/RQ (all/things/stuff, panopticapi rules). Every query is painted twice, with
+  prompt 1 (a coco-semseg pair) and prompt 2 (a coco-instance pair); the ``coco-panoptic`` codec
+  merges the two at the original size. The ground truth is the ``panoptic_ids``/``segments``
+  extras that ``painter encode coco-panoptic`` writes.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from painter_cli.inference import (
     ENSEMBLES,
     Predictor,
     Prompt,
+    check_panoptic_prompts,
     checkpoint_or_default,
+    decode_painted,
     default_size,
     finish,
     load_checkpoint,
     load_prompts,
     make_prompt,
+    paint_panoptic,
     resolve_device,
     write_json,
 )
@@ -70,8 +75,9 @@ def resolve_task(reader: Any, task: str) -> str:
         return matches[0]
     if task in ("panoptic", "coco-panoptic"):
         raise PainterError(
-            f"task {task!r}: PQ needs panoptic ground truth, which these shards do not carry",
-            "evaluate the coco-semseg (mIoU) and coco-instance (AP) tasks of the shards instead",
+            f"task {task!r}: PQ needs panoptic ground truth, which {', '.join(map(str, reader.dirs))}"
+            " do not carry",
+            "encode the COCO val split with `painter encode coco-panoptic` and evaluate those shards",
         )
     where = ", ".join(map(str, reader.dirs))
     if matches:
@@ -318,6 +324,38 @@ class _RestorationScorer(_Scorer):
         return out
 
 
+class _PanopticScorer(_Scorer):
+    """PQ of the merged (semantic, instance) pair against the ``panoptic_ids`` (H, W) and
+    ``segments`` (S, 4) ``(id, category_id, iscrowd, isthing)`` extras of each sample."""
+
+    def __init__(self, codec: Any, task: str = "coco-panoptic"):
+        super().__init__(codec)
+        self.task = task
+        self.meter = M.PanopticMeter(codec.categories)
+
+    def check(self, sample: dict) -> None:
+        if sample.get("panoptic_ids") is None or sample.get("segments") is None:
+            raise PainterError(
+                f"sample {sample.get('id')!r} of task {self.task!r} has no panoptic ground truth "
+                "(panoptic_ids/segments extras)",
+                "encode the COCO val split with `painter encode coco-panoptic`",
+            )
+
+    def update(self, painted, sample, flipped):
+        self.check(sample)
+        gt_ids, segments = sample["panoptic_ids"], sample["segments"]
+        pred = decode_painted(painted, self.codec)
+        rows = np.asarray(segments, dtype=np.int64).reshape(-1, 4)
+        gt_segments = [
+            {"id": int(i), "category_id": int(c), "iscrowd": int(crowd)} for i, c, crowd, _ in rows
+        ]
+        self.meter.update(pred.ids, pred.segments, gt_ids, gt_segments)
+        self.count += 1
+
+    def compute(self):
+        return self.meter.compute()
+
+
 def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
     kind = codec.kind
     if kind == "depth":
@@ -330,10 +368,9 @@ def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
         return _KeypointScorer(codec)
     if kind == "restoration":
         return _RestorationScorer(codec, restoration_variant(task, metric_variant))
-    raise PainterError(
-        f"task {task!r}: no evaluation for codec kind {kind!r}",
-        "PQ needs panoptic ground truth, which shards do not carry" if kind == "panoptic" else None,
-    )
+    if kind == "panoptic":
+        return _PanopticScorer(codec, task)
+    raise PainterError(f"task {task!r}: no evaluation for codec kind {kind!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +398,8 @@ def evaluate(
     """Paint the first ``limit`` samples (all when None) of ``task`` in ``reader`` with ``prompts``
     and compute the task's metrics.
 
-    ``prompts``: ``Prompt`` tensors (3, S, S), all of the same side S (the canvas is 2S x S).
+    ``prompts``: ``Prompt`` tensors (3, S, S), all of the same side S (the canvas is 2S x S); for
+    a panoptic task exactly two: a coco-semseg pair, then a coco-instance pair (``ensemble`` unused).
     ``model``: a ``Painter`` (a ``Predictor`` is built around it, putting it in eval mode) or a
     ready ``Predictor``. ``cache``: a dict reused across calls with the same reader and task
     (e.g. scoring many prompts) to keep decoded samples and query tensors.
@@ -390,6 +428,9 @@ def evaluate(
         raise PainterError(f"--ensemble {ensemble}: expected one of {', '.join(ENSEMBLES)}")
     task = resolve_task(reader, task)
     codec = reader.codec(task)
+    panoptic = codec.kind == "panoptic"
+    if panoptic:
+        check_panoptic_prompts(len(prompts), task)
     scorer = _scorer(codec, task, metric_variant)
     # The flip test swaps COCO's left/right pairs: only for the 17 COCO keypoints.
     flip = flip_test and codec.kind == "keypoints" and getattr(codec, "num_keypoints", 17) == 17
@@ -401,6 +442,9 @@ def evaluate(
     if not indices:
         raise PainterError(f"task {task!r} has no samples in {', '.join(map(str, reader.dirs))}")
     cache = {} if cache is None else cache
+    if panoptic:  # no ground truth: say so before any painting
+        cache.setdefault(("sample", indices[0]), reader[indices[0]])
+        scorer.check(cache[("sample", indices[0])])
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), max(1, batch_size))]
     if progress:
         from painter_cli.console import track
@@ -417,6 +461,13 @@ def evaluate(
             samples.append(sample)
             queries.append(cache[("query", i, size)])
         q = torch.stack(queries)
+        if panoptic:
+            sizes = [s["image"].shape[:2] for s in samples]
+            for pair, sample in zip(
+                paint_panoptic(predictor, q, prompts, sizes), samples, strict=True
+            ):
+                scorer.update(pair, sample, None)
+            continue
         painted = predictor.paint(q, prompts, ensemble)
         painted_flip = predictor.paint(q.flip(-1), prompts, ensemble) if flip else None
         for j, sample in enumerate(samples):
@@ -475,13 +526,19 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     out = Path(settings.out or f"eval-{task}")
     if out.exists() and not out.is_dir():
         raise PainterError(f"{out}: --out exists and is not a folder")
+    panoptic = codec.kind == "panoptic"
     loaded: list[Any] = []
     train = None
+    # A panoptic task is prompted by a semantic pair then an instance pair (two train tasks).
+    prompt_tasks = [task]
     if settings.prompts:
         loaded = load_prompts(settings.prompts, codec)
+        if panoptic:
+            check_panoptic_prompts(len(loaded), task)
     elif settings.prompt_data:
         train = ShardReader(settings.prompt_data)
-        resolve_task(train, task)
+        parts = ("coco-semseg", "coco-instance") if panoptic else (task,)
+        prompt_tasks = [resolve_task(train, t) for t in parts]
     else:
         raise PainterError(
             "no --prompt given",
@@ -492,9 +549,11 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     tensor_sizes = {p.size for p in loaded if isinstance(p, Prompt)}
     size = settings.size or (min(tensor_sizes) if tensor_sizes else default_size(model, codec.kind))
     if train is not None:
-        prompts = prompts_from_shards(
-            train, resolve_task(train, task), size, official_resize=settings.official_resize
-        )
+        prompts = [
+            p
+            for t in prompt_tasks
+            for p in prompts_from_shards(train, t, size, official_resize=settings.official_resize)
+        ]
     else:
         prompts = [
             p

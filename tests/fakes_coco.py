@@ -3,8 +3,10 @@
 ``write_coco(root, split)`` writes ``{split}2017/%012d.jpg``, ``annotations/panoptic_{split}2017.json``
 + ``annotations/panoptic_{split}2017/%012d.png`` (ids as R + 256*G + 256^2*B) and
 ``annotations/person_keypoints_{split}2017.json``, plus a detection-results JSON, and returns what
-they contain: the semantic label map (0 = void, 1..133) and instance id map of every image,
-computed here from the rectangles drawn, never by the code under test.
+they contain: the semantic label map (0 = void, 1..133), the instance id map and the panoptic
+ground truth (segment ids, listed segments) of every image, computed here from the rectangles
+drawn, never by the code under test. ``PANOPTIC_IMAGES`` (``write_coco(root, "val",
+PANOPTIC_IMAGES)``) are large enough for their stuff to pass the 8192 px panoptic merge threshold.
 """
 
 from __future__ import annotations
@@ -63,6 +65,33 @@ IMAGES = [
     FakeImage(776, 40, 48, [Seg(12, 92, (0, 40, 0, 48))]),  # stuff only: no instance
 ]
 
+# 112 x 112 = 12544 px: the stuff left around the things is over 8192 px. Later rectangles paint
+# over earlier ones. Image 1000: banner stuff, a person, a dog and a crowd car (ignored by PQ);
+# image 1001: two persons on rug-merged stuff.
+PANOPTIC_IMAGES = [
+    FakeImage(
+        1000,
+        112,
+        112,
+        [
+            Seg(92 * 7, 92, (0, 112, 0, 112)),
+            Seg(1 + 256 * 7, 1, (10, 50, 10, 40)),
+            Seg(3_000_003, 18, (60, 100, 60, 100)),
+            Seg(5_000_001, 3, (70, 100, 10, 40), iscrowd=1),
+        ],
+    ),
+    FakeImage(
+        1001,
+        112,
+        112,
+        [
+            Seg(300, 200, (0, 112, 0, 112)),
+            Seg(301, 1, (5, 45, 5, 45)),
+            Seg(302, 1, (60, 100, 50, 100)),
+        ],
+    ),
+]
+
 
 @dataclass
 class CocoTruth:
@@ -71,6 +100,10 @@ class CocoTruth:
     semantic: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (H, W) 0..133
     instances: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (H, W) 0..n
     images: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (H, W, 3) as written
+    # Panoptic ground truth: key -> (H, W) segment ids (unlisted stray ids -> 0 = void) and
+    # key -> (S, 4) int64 (id, category_id, iscrowd, isthing) in segments_info order.
+    panoptic: dict[str, np.ndarray] = field(default_factory=dict)
+    segments: dict[str, np.ndarray] = field(default_factory=dict)
     boxes: Path | None = None
 
 
@@ -103,7 +136,9 @@ DETECTIONS = [
 ]
 
 
-def write_coco(root: Path, split: str = "train") -> CocoTruth:
+def write_coco(
+    root: Path, split: str = "train", fake_images: list[FakeImage] | None = None
+) -> CocoTruth:
     cats = coco_category_list()
     index = {c["id"]: i for i, c in enumerate(cats)}
     things = {c["id"] for c in cats if c["isthing"]}
@@ -113,12 +148,14 @@ def write_coco(root: Path, split: str = "train") -> CocoTruth:
     img_dir.mkdir(parents=True, exist_ok=True)
     png_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for im in IMAGES:
+    fake_images = IMAGES if fake_images is None else fake_images
+    for im in fake_images:
         key = f"{im.image_id:012d}"
         ids = np.zeros((im.height, im.width), np.int64)
         sem = np.zeros((im.height, im.width), np.uint8)
         inst = np.zeros((im.height, im.width), np.int32)
         infos = []
+        rows = []
         n_inst = 0
         for s in im.segs:
             r0, r1, c0, c1 = s.rect
@@ -128,6 +165,7 @@ def write_coco(root: Path, split: str = "train") -> CocoTruth:
             if s.category_id in things and not s.iscrowd and area > 0:
                 n_inst += 1
                 inst[r0:r1, c0:c1] = n_inst
+            rows.append((s.seg_id, s.category_id, s.iscrowd, int(s.category_id in things)))
             infos.append(
                 {
                     "id": s.seg_id,
@@ -137,11 +175,14 @@ def write_coco(root: Path, split: str = "train") -> CocoTruth:
                     "area": area,
                 }
             )
+        truth.panoptic[key] = ids.astype(np.int32)
+        truth.segments[key] = np.array(rows, np.int64).reshape(-1, 4)
         if im.stray:
             r0, r1, c0, c1 = im.stray[1]
             ids[r0:r1, c0:c1] = im.stray[0]
             sem[r0:r1, c0:c1] = 0
             inst[r0:r1, c0:c1] = 0
+            truth.panoptic[key][r0:r1, c0:c1] = 0  # an unlisted id is void
         rgb = gradient_image(im.height, im.width)
         Image.fromarray(rgb).save(img_dir / f"{key}.jpg", quality=95)
         Image.fromarray(_ids_to_rgb(ids)).save(png_dir / f"{key}.png")
@@ -158,7 +199,10 @@ def write_coco(root: Path, split: str = "train") -> CocoTruth:
         json.dumps({"images": images, "annotations": annotations, "categories": cats})
     )
     kp_anns = []
+    present = {im.image_id for im in fake_images}
     for image_id, people in PEOPLE.items():
+        if image_id not in present:
+            continue
         for bbox, points, iscrowd, num in people:
             flat = [0.0] * 51
             for k, (x, y, v) in points.items():

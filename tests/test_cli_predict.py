@@ -13,12 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from painter_cli.checkpoint import save_checkpoint
-from painter_cli.cli import app
-from painter_cli.model import build_model
-from painter_cli.shards import ShardWriter
-from painter_cli.sources.base import Sample
-from painter_cli.tasks import get_codec
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakes_coco import PANOPTIC_IMAGES, write_coco  # noqa: E402
+
+from painter_cli.checkpoint import save_checkpoint  # noqa: E402
+from painter_cli.cli import app  # noqa: E402
+from painter_cli.model import build_model  # noqa: E402
+from painter_cli.shards import ShardWriter  # noqa: E402
+from painter_cli.sources.base import Sample  # noqa: E402
+from painter_cli.tasks import get_codec  # noqa: E402
 
 
 def _photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -155,6 +159,46 @@ def test_eval_writes_metrics(cli_runner, setup, tmp_path):
 
     r = cli_runner.invoke(app, ["eval", "--task", "semseg", "--data", str(shards), "-c", str(ckpt)])
     assert r.exit_code == 1 and "unknown task 'semseg'" in _lines(r)[0]
+
+
+def test_eval_panoptic_writes_pq(cli_runner, setup, tmp_path):
+    from painter_cli.encode import encode_dataset
+
+    root, ckpt, prompt, queries = setup
+    truth = write_coco(tmp_path / "coco", "val", PANOPTIC_IMAGES)
+    shards = tmp_path / "val"
+    encode_dataset("coco-panoptic", tmp_path / "coco", shards, split="val", options={})
+    key = "000000001000"
+    pairs = {
+        "sem": get_codec("coco-semseg").encode(truth.semantic[key]),
+        "inst": get_codec("coco-instance").encode(truth.instances[key]),
+    }
+    for name, target in pairs.items():
+        (tmp_path / name).mkdir()
+        Image.fromarray(truth.images[key]).save(tmp_path / name / "image.png")
+        Image.fromarray(target).save(tmp_path / name / "target.png")
+    out = tmp_path / "ev"
+    args = ["eval", "--task", "coco-panoptic", "--data", str(shards), "-c", str(ckpt)]
+    prompts = ["-p", str(tmp_path / "sem"), "-p", str(tmp_path / "inst")]
+    r = cli_runner.invoke(app, [*args, *prompts, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "metrics.json").read_text())
+    metrics = doc["metrics"]
+    assert metrics["metric"] == "pq" and metrics["images"] == 2
+    for key in ("pq", "sq", "rq", "pq_th", "sq_th", "rq_th", "pq_st", "sq_st", "rq_st"):
+        assert 0.0 <= metrics[key] <= 100.0, key
+    assert doc["settings"]["size"] == 32  # painter-tiny's own side (560 only for ViT-L's 448)
+    assert len(doc["settings"]["prompts"]) == 2
+    assert "pq *" in r.output and "rq_st" in r.output
+
+    bad = tmp_path / "bad"
+    r = cli_runner.invoke(app, [*args, "-p", str(tmp_path / "sem"), "--out", str(bad)])
+    _assert_one_line_failure(r, bad, "two outputs: got 1 prompt")
+    semseg_shards = tmp_path / "semseg"
+    encode_dataset("coco-semseg", tmp_path / "coco", semseg_shards, split="val", options={})
+    args[4] = str(semseg_shards)
+    r = cli_runner.invoke(app, [*args, *prompts, "--out", str(bad)])
+    _assert_one_line_failure(r, bad, "PQ needs panoptic ground truth")
 
 
 def test_predict_subprocess(setup, tmp_path):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from painter_cli import metrics as M
 from painter_cli.errors import PainterError
@@ -16,11 +19,15 @@ from painter_cli.evaluation import (
     resolve_task,
     restoration_variant,
 )
-from painter_cli.inference import Predictor, finish
+from painter_cli.inference import Predictor, finish, make_prompt
 from painter_cli.model import build_model
 from painter_cli.shards import ShardReader, ShardWriter
 from painter_cli.sources.base import Sample
 from painter_cli.tasks import get_codec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakes_coco import PANOPTIC_IMAGES, write_coco  # noqa: E402
 
 S = 32
 KP = {"width": 48, "height": 64}
@@ -193,3 +200,107 @@ def test_prompts_must_share_one_size(model, reader):
     (b,) = prompts_from_shards(reader, "ade20k-semseg", 48)
     with pytest.raises(PainterError, match="different sizes"):
         evaluate(model, reader, "ade20k-semseg", [a, b], progress=False)
+
+
+# --------------------------------------------------------------------------------------- panoptic
+PAN = 112  # the fake panoptic images are 112 x 112: painting at S = 112 needs no resizing
+
+
+@pytest.fixture(scope="module")
+def panoptic(tmp_path_factory):
+    """coco-panoptic val shards of ``PANOPTIC_IMAGES`` and the fake tree's truth."""
+    from painter_cli.encode import encode_dataset
+
+    root = tmp_path_factory.mktemp("panoptic")
+    truth = write_coco(root / "coco", "val", PANOPTIC_IMAGES)
+    encode_dataset("coco-panoptic", root / "coco", root / "shards", split="val", options={})
+    return ShardReader(root / "shards"), truth
+
+
+class _Painted(Predictor):
+    """The model bypassed: ``paint`` returns given (H, W, 3) uint8 outputs, per prompt name, in the
+    order evaluation asks for them (the scoring path under test, not the model)."""
+
+    def __init__(self, model, size: int, outputs: dict[str, list[np.ndarray]]):
+        super().__init__(model, size=size)
+        self.outputs = outputs
+        self.done = dict.fromkeys(outputs, 0)
+
+    def paint(self, queries, prompts, ensemble="features"):
+        name, n = prompts[0].name, len(queries)
+        arrays = self.outputs[name][self.done[name] : self.done[name] + n]
+        self.done[name] += n
+        # +0.5: the official truncation to uint8 gives the exact colours back
+        return torch.stack(
+            [
+                torch.from_numpy((a.astype(np.float32) + 0.5) / 255.0).permute(2, 0, 1)
+                for a in arrays
+            ]
+        )
+
+
+def _panoptic_run(model, reader, truth, drop_dog: bool = False, batch_size: int = 8):
+    inst_codec = get_codec("coco-instance")
+    samples = [reader[int(i)] for i in reader.indices("coco-panoptic")]
+    semantic = [s["target"] for s in samples]
+    instance = []
+    for s in samples:
+        ids = truth.instances[s["id"]].copy()
+        if drop_dog and s["id"] == "000000001000":
+            ids[ids == 2] = 0  # the dog (instance 2) is not painted
+        instance.append(inst_codec.encode(ids))
+    key = samples[0]["id"]
+    prompts = [
+        make_prompt(truth.images[key], semantic[0], PAN, name="semantic"),
+        make_prompt(truth.images[key], instance[0], PAN, name="instance"),
+    ]
+    stub = _Painted(model, PAN, {"semantic": semantic, "instance": instance})
+    result = evaluate(stub, reader, "panoptic", prompts, batch_size=batch_size, progress=False)
+    assert stub.done == {"semantic": 2, "instance": 2}
+    return result
+
+
+def test_panoptic_ground_truth_painted_scores_pq_100(model, panoptic):
+    reader, truth = panoptic
+    got = _panoptic_run(model, reader, truth, batch_size=1)
+    assert got["metric"] == "pq" and got["kind"] == "panoptic" and got["images"] == 2
+    # Things: person x3, dog; stuff: banner, rug-merged (each over 8192 px); the crowd car is
+    # painted as car by the semantic output only, so it stays void and is ignored.
+    for key in ("pq", "sq", "rq", "pq_th", "sq_th", "rq_th", "pq_st", "sq_st", "rq_st"):
+        assert got[key] == pytest.approx(100.0), key
+    assert (got["n_th"], got["n_st"]) == (2, 2)
+    assert got["per_class"][1]["tp"] == 3 and got["per_class"][3] == {
+        "pq": 0.0,
+        "sq": 0.0,
+        "rq": 0.0,
+        "tp": 0,
+        "fp": 0,
+        "fn": 0,
+    }
+
+
+def test_panoptic_missing_instance_is_a_false_negative(model, panoptic):
+    reader, truth = panoptic
+    got = _panoptic_run(model, reader, truth, drop_dog=True)
+    # dog: FN (PQ 0), its semantic pixels stay void; person and both stuff classes: 100.
+    assert got["per_class"][18]["fn"] == 1 and got["per_class"][18]["tp"] == 0
+    assert got["pq_th"] == pytest.approx(50.0)
+    assert got["pq_st"] == pytest.approx(100.0)
+    assert got["pq"] == pytest.approx(75.0)
+
+
+def test_panoptic_needs_two_prompts_and_ground_truth(model, panoptic, tmp_path):
+    reader, truth = panoptic
+    key = "000000001000"
+    prompt = make_prompt(truth.images[key], reader[0]["target"], PAN, name="semantic")
+    with pytest.raises(PainterError, match="paints two outputs: got 1 prompt"):
+        evaluate(model, reader, "coco-panoptic", [prompt], progress=False)
+    # Shards of the panoptic task without the panoptic extras.
+    tasks = {"coco-panoptic": {"codec": "coco-panoptic", "params": {}}}
+    with ShardWriter(tmp_path / "bare", tasks=tasks, split="val") as writer:
+        s = reader[0]
+        writer.add(Sample(id=s["id"], image=s["image"], target=s["target"]), "coco-panoptic")
+    with pytest.raises(PainterError, match="has no panoptic ground truth"):
+        evaluate(
+            model, ShardReader(tmp_path / "bare"), "panoptic", [prompt, prompt], progress=False
+        )

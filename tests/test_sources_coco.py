@@ -119,6 +119,40 @@ def test_semseg_bad_inputs(tmp_path):
     assert truth.semantic
 
 
+# --------------------------------------------------------------------------------------- panoptic
+def test_panoptic_through_shards_keeps_the_ground_truth_exactly(coco, tmp_path):
+    reader, codec = _encode("coco-panoptic", coco.root, tmp_path)
+    assert reader.tasks == ["coco-panoptic"] and codec.name == "coco-panoptic"
+    # Every annotated image, the empty 000000000632 included (panopticapi scores it too).
+    assert [reader[i]["id"] for i in range(len(reader))] == sorted(coco.panoptic)
+    semseg = get_source("coco-semseg", coco.root, "train")
+    semseg_keys = semseg.keys()
+    for i in range(len(reader)):
+        item = reader[i]
+        key = item["id"]
+        ids, segments = item["panoptic_ids"], item["segments"]
+        assert ids.dtype == np.int32 and segments.dtype == np.int64
+        np.testing.assert_array_equal(ids, coco.panoptic[key])  # the stray id 777 is void
+        np.testing.assert_array_equal(segments, coco.segments[key])
+        if key in semseg_keys:  # the target is the coco-semseg target, pixel for pixel
+            np.testing.assert_array_equal(item["target"], semseg.load(key)[0].target)
+        else:
+            assert not item["target"].any()
+    s139 = reader[0]
+    assert s139["id"] == "000000000139"
+    # (id, category_id, iscrowd, isthing): person, crowd car, banner (stuff), dog, area-0 bottle.
+    assert s139["segments"][:, 1:].tolist() == [
+        [1, 0, 1],
+        [3, 1, 1],
+        [92, 0, 0],
+        [18, 0, 1],
+        [44, 0, 1],
+    ]
+    assert s139["segments"][0, 0] == 1 + 256 * 7 + 65536 * 3
+    assert reader[2]["segments"].shape == (0, 4)
+    assert not reader[2]["panoptic_ids"].any()
+
+
 # --------------------------------------------------------------------------------------- instance
 def _check_instances(target: np.ndarray, truth: np.ndarray) -> None:
     codec = get_codec("coco-instance")

@@ -14,7 +14,11 @@ def eval_command(
         None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
     ),
     prompt: list[str] = typer.Option(
-        None, "--prompt", "-p", help="Prompt pair (folder or IMAGE:TARGET); repeat to ensemble."
+        None,
+        "--prompt",
+        "-p",
+        help="Prompt pair (folder or IMAGE:TARGET); repeat to ensemble. Panoptic: exactly two, "
+        "a coco-semseg pair then a coco-instance pair.",
     ),
     prompt_data: list[str] = typer.Option(
         None, "--prompt-data", help="Train shards: prompt with the task's first pair."

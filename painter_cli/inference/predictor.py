@@ -347,3 +347,38 @@ def finish(
         arr = np.clip(arr, 0, 255)
     arr = unfit_square(arr, height, width, back_resize_mode(kind), keep_aspect)
     return np.clip(arr, 0, 255)
+
+
+def check_panoptic_prompts(count: int, task: str = "coco-panoptic") -> None:
+    """A panoptic prediction paints two outputs, each with its own prompt: exactly two pairs."""
+    if count != 2:
+        raise PainterError(
+            f"--task {task} paints two outputs: got {count} prompt pair(s)",
+            "pass --prompt SEMANTIC_PAIR --prompt INSTANCE_PAIR (coco-semseg, coco-instance)",
+        )
+
+
+def paint_panoptic(
+    predictor: Predictor,
+    queries: torch.Tensor,
+    prompts: Sequence[Prompt],
+    sizes: Sequence[tuple[int, int]],
+    keep_aspect: bool = False,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two parts of a panoptic prediction (official eval: two separate inference runs).
+
+    ``queries``: (N, 3, S, S) normalised; ``prompts``: [semantic pair, instance pair];
+    ``sizes``: (height, width) of each query. Returns per query ``(semantic, instance)``, each
+    (height, width, 3) float 0..255 (semantic back-resized bilinear, instance nearest), ready for
+    the ``coco-panoptic`` codec (``decode_painted``).
+    """
+    check_panoptic_prompts(len(prompts))
+    sem = predictor.paint(queries, prompts[:1])
+    inst = predictor.paint(queries, prompts[1:])
+    return [
+        (
+            finish(sem[j], h, w, "semseg", keep_aspect),
+            finish(inst[j], h, w, "instance", keep_aspect),
+        )
+        for j, (h, w) in enumerate(sizes)
+    ]

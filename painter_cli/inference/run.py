@@ -26,9 +26,11 @@ from painter_cli.inference.predictor import (
     PRECISIONS,
     Predictor,
     Prompt,
+    check_panoptic_prompts,
     default_size,
     finish,
     load_prompt_tensors,
+    paint_panoptic,
     prompt_sources,
     resolve_device,
 )
@@ -153,11 +155,8 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     queries = resolve_queries(settings.queries)
     loaded = load_prompts(settings.prompts, codec)
     panoptic = kind == "panoptic"
-    if panoptic and len(loaded) != 2:
-        raise PainterError(
-            f"--task {settings.task} paints two outputs: got {len(loaded)} prompt pair(s)",
-            "pass --prompt SEMANTIC_PAIR --prompt INSTANCE_PAIR (coco-semseg, coco-instance)",
-        )
+    if panoptic:
+        check_panoptic_prompts(len(loaded), settings.task)
     for q in queries:  # fail on a corrupt query now, not after half the outputs are written
         open_image(q)
     device = resolve_device(settings.device)
@@ -196,18 +195,15 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     for batch in track(batches, "painting", total=len(batches)):
         images = [load_image(queries[i]) for i in batch]
         tensors = torch.stack([predictor.query(img, settings.keep_aspect) for img in images])
+        sizes = [img.shape[:2] for img in images]
         if panoptic:  # semantic and instance outputs, each with its own prompt
-            sem = predictor.paint(tensors, prompts[:1])
-            inst = predictor.paint(tensors, prompts[1:])
+            pairs = paint_panoptic(predictor, tensors, prompts, sizes, settings.keep_aspect)
         else:
             painted = predictor.paint(tensors, prompts, ensemble)
         for j, i in enumerate(batch):
-            h, w = images[j].shape[:2]
+            h, w = sizes[j]
             if panoptic:
-                arr = (
-                    finish(sem[j], h, w, "semseg", settings.keep_aspect),
-                    finish(inst[j], h, w, "instance", settings.keep_aspect),
-                )
+                arr = pairs[j]
             else:
                 arr = finish(painted[j], h, w, kind, settings.keep_aspect)
             image_id = coco_image_id(stems[i], i)

@@ -28,6 +28,7 @@ SOURCES: dict[str, str] = {
     "ade20k": "ade20k:Ade20kSource",
     "coco-semseg": "coco:CocoSemsegSource",
     "coco-instance": "coco:CocoInstanceSource",
+    "coco-panoptic": "coco:CocoPanopticSource",
     "coco-keypoints": "coco:CocoKeypointsSource",
     "nyuv2": "nyuv2:NyuV2Source",
     "sidd": "sidd:SiddSource",

@@ -1,5 +1,5 @@
-"""COCO sources: panoptic annotations -> 133-class semantic and class-agnostic instance targets, and
-person keypoints -> top-down 192x256 crops.
+"""COCO sources: panoptic annotations -> 133-class semantic and class-agnostic instance targets
+(and the panoptic ground truth for PQ), and person keypoints -> top-down 192x256 crops.
 
 All three read the standard COCO tree (``{train,val}2017/``, ``annotations/``) under ``root``.
 Targets are painted by the task codecs (``painter_cli.tasks``); the geometry (instance filtering,
@@ -231,6 +231,48 @@ class CocoSemsegSource(_CocoPanopticBase):
         image, ids = self._read_pair(entry)
         label = _paint_ids(ids, entry.seg_ids, entry.label, np.uint8)
         return [Sample(id=key, image=image, target=self.target_codec().encode(label))]
+
+
+# ------------------------------------------------------------------------------------- panoptic
+class CocoPanopticSource(_CocoPanopticBase):
+    """COCO panoptic ground truth for PQ evaluation (task ``coco-panoptic``, mostly ``val``).
+
+    One sample per panoptic annotation (images with an empty segments_info included: panopticapi
+    scores them too), at the original size. ``target`` is the ``coco-semseg`` painted target (as
+    ``coco-semseg`` paints it), so the shard stays a normal (image, target) shard; ``extras`` hold
+    the ground truth exactly: ``panoptic_ids`` (H, W) int32 segment ids of the PNG (0 = void; an id
+    painted but absent from segments_info is void too, as in the semantic target) and ``segments``
+    (S, 4) int64 rows ``(id, category_id, iscrowd, isthing)`` in segments_info order. The codec
+    ``coco-panoptic`` merges the painted semantic and instance outputs at evaluation. No options.
+    """
+
+    name = "coco-panoptic"
+    task = "coco-panoptic"
+    codec = "coco-panoptic"
+
+    def keys(self) -> list[str]:
+        return list(self._index())
+
+    def load(self, key: str) -> list[Sample]:
+        from painter_cli.tasks.semantic import coco_categories
+
+        entry = self._entry(key)
+        image, ids = self._read_pair(entry)
+        label = _paint_ids(ids, entry.seg_ids, entry.label, np.uint8)
+        target = self.target_codec().semantic.encode(label)
+        cat_ids = np.array([int(c["id"]) for c in coco_categories()], np.int64)
+        segments = np.stack(
+            [
+                entry.seg_ids,
+                cat_ids[entry.label.astype(np.int64) - 1],
+                entry.iscrowd.astype(np.int64),
+                entry.thing.astype(np.int64),
+            ],
+            axis=1,
+        ).reshape(-1, 4)
+        panoptic_ids = np.where(np.isin(ids, entry.seg_ids), ids, 0).astype(np.int32)
+        extras = {"panoptic_ids": panoptic_ids, "segments": segments}
+        return [Sample(id=key, image=image, target=target, extras=extras)]
 
 
 # ------------------------------------------------------------------------------------- instance
