@@ -17,6 +17,12 @@ memory no higher than reference.
 
     python bench/model.py --quick            # ViT-L width at 896x448 with 6 blocks, 1 repeat
     python bench/model.py                    # full 24-block ViT-L, 3 repeats (minutes per case)
+
+Measured (``--quick``: ViT-L width at 896x448, 6 blocks, batch 1), 2-core CPU, torch 2.14.1,
+2026-11-28, lightly loaded: official math fp32 forward 9.05 s; fused fp32 6.02 s (1.50x); fused bf16
+1.32 s (6.86x); forward+backward 17.7 s vs 15.3 s fp32 (1.16x) and 7.5 s bf16 (2.35x); peak memory
+fused / official 0.66 (forward) and 0.64 (forward+backward). At ``painter-tiny`` attention is a
+negligible share and every implementation runs at the same speed.
 """
 
 from __future__ import annotations
