@@ -29,6 +29,9 @@ class ModelSection:
 
     preset: str = "painter-tiny"
     drop_path_rate: float = -1.0
+    # Canvas (H, W) in pixels, H = 2W, for a model built from scratch (empty: the preset's). A
+    # checkpoint given as ``run.init`` keeps its own canvas.
+    img_size: list[int] = field(default_factory=list)
     # Recompute block activations in the backward pass (memory for compute; large models).
     grad_checkpointing: bool = False
     # torch.compile the model (CUDA runs; slow to start, so off by default).

@@ -220,7 +220,8 @@ def build_train_model(cfg: TrainConfig, resume_from: Path | None) -> nn.Module:
         model = load_model(init, **switches)
         log.info("fine-tuning from %s", init)
     else:
-        model = build_model(get_config(m.preset, **switches), seed=cfg.run.seed)
+        canvas = {"img_size": tuple(m.img_size)} if m.img_size else {}
+        model = build_model(get_config(m.preset, **switches, **canvas), seed=cfg.run.seed)
         if init.startswith("mae:"):
             load_mae_encoder(model, init[4:])
     # Loaded weights can sit at any alignment inside the file buffer; oneDNN/MKL kernels may round

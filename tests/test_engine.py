@@ -14,6 +14,7 @@ from fakes_shards import write_shards
 from safetensors.torch import load_file
 
 from painter_cli import engine
+from painter_cli.checkpoint import load_model
 from painter_cli.config import resolve
 from painter_cli.errors import PainterError
 from painter_cli.model import Painter, build_model, get_config
@@ -204,6 +205,14 @@ def test_bf16_autocast_on_the_cpu_trains(shards, tmp_path):
     with pytest.raises(PainterError, match="run.precision"):
         engine.train(_cfg(shards[0], "run.precision=fp16"), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_model_img_size_trains_a_larger_canvas(shards, tmp_path):
+    result = engine.train(_cfg(shards[0], "model.img_size=[96, 48]", steps=1), tmp_path / "run")
+    assert result.step == 1 and math.isfinite(result.loss)
+    model = load_model(tmp_path / "run")
+    assert model.config.img_size == (96, 48)
+    assert model.config.num_patches == 12 * 6
 
 
 def test_keeps_only_the_last_k_checkpoints(shards, tmp_path):
