@@ -29,8 +29,8 @@ class ModelSection:
 
     preset: str = "painter-tiny"
     drop_path_rate: float = -1.0
-    # Canvas (H, W) in pixels, H = 2W, for a model built from scratch (empty: the preset's). A
-    # checkpoint given as ``run.init`` keeps its own canvas.
+    # Canvas (H, W) in pixels, H = 2W (empty: the preset's, or the ``run.init`` checkpoint's). A
+    # checkpoint given as ``run.init`` is moved to this canvas (``Painter.at_canvas``).
     img_size: list[int] = field(default_factory=list)
     # Recompute block activations in the backward pass (memory for compute; large models).
     grad_checkpointing: bool = False

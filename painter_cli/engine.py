@@ -219,6 +219,9 @@ def build_train_model(cfg: TrainConfig, resume_from: Path | None) -> nn.Module:
     elif init and not init.startswith("mae:"):
         model = load_model(init, **switches)
         log.info("fine-tuning from %s", init)
+        if m.img_size and tuple(m.img_size) != model.config.img_size:
+            model = model.at_canvas(tuple(m.img_size))
+            log.info("moved to a %dx%d canvas", *m.img_size)
     else:
         canvas = {"img_size": tuple(m.img_size)} if m.img_size else {}
         model = build_model(get_config(m.preset, **switches, **canvas), seed=cfg.run.seed)

@@ -499,6 +499,22 @@ class Painter(nn.Module):
 
     # ---- helpers -------------------------------------------------------------------------
 
+    def at_canvas(self, img_size: tuple[int, int]) -> Painter:
+        """A copy built for canvas ``img_size`` (H, W), H = 2W, with the same weights: rel-pos
+        tables are resized linearly, which is exactly what ``forward`` computes at that canvas
+        anyway, so outputs there are unchanged; the stored absolute-position grid is resampled at
+        every forward as before. Used to continue training a model at a larger canvas."""
+        model = Painter(self.config.replace(img_size=tuple(img_size)))
+        target = model.state_dict()
+        state = {}
+        for key, value in self.state_dict().items():
+            if value.shape != target[key].shape:  # only rel_pos_h / rel_pos_w differ
+                length = target[key].shape[0]
+                value = F.interpolate(value.t()[None], size=length, mode="linear")[0].t()
+            state[key] = value
+        model.load_state_dict(state, strict=True)
+        return model.train(self.training)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay by name (1-D params are excluded by the
         optimiser grouping anyway), as in the official recipe."""

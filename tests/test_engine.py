@@ -213,6 +213,10 @@ def test_model_img_size_trains_a_larger_canvas(shards, tmp_path):
     model = load_model(tmp_path / "run")
     assert model.config.img_size == (96, 48)
     assert model.config.num_patches == 12 * 6
+    # A checkpoint given as run.init moves to the configured canvas and keeps training.
+    cfg = _cfg(shards[0], "model.img_size=[128, 64]", f"run.init={tmp_path / 'run'}", steps=1)
+    engine.train(cfg, tmp_path / "run2")
+    assert load_model(tmp_path / "run2").config.img_size == (128, 64)
 
 
 def test_keeps_only_the_last_k_checkpoints(shards, tmp_path):

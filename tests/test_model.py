@@ -310,3 +310,17 @@ def test_seggpt_parity_single_and_feature_ensemble(parity_dir, seg_type, code):
     assert loss_s.item() == pytest.approx(losses[seg_type][1], abs=ATOL)
     # The ensemble really mixes prompts: element 0 differs from its single-prompt prediction.
     assert (pred_e[:1] - pred_s).abs().max() > 1e-3
+
+
+def test_at_canvas_keeps_outputs_at_that_canvas():
+    model = build_model("painter-tiny", seed=3).eval()
+    moved = model.at_canvas((96, 48)).eval()
+    assert moved.config.img_size == (96, 48)
+    assert moved.blocks[0].attn.rel_pos_h.shape == (2 * 12 - 1, 16)
+    x = torch.randn(2, 3, 96, 48)
+    mask = torch.zeros(2, 72)
+    mask[:, 36:] = 1
+    with torch.no_grad():
+        _, a = model(x, x, mask)
+        _, b = moved(x, x, mask)
+    assert torch.allclose(a, b, atol=1e-6)
