@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -496,7 +496,7 @@ class EvalSettings:
     """Resolved settings of ``painter eval`` (written into ``metrics.json``)."""
 
     task: str
-    data: list[str]
+    data: list[str] = field(default_factory=list)
     checkpoint: str | None = None
     prompts: list[str] | None = None
     prompt_data: list[str] | None = None
@@ -518,6 +518,13 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     ``OUT/metrics.json`` (default ``eval-<task>``)."""
     from painter_cli.shards import ShardReader
 
+    if not settings.data:  # the synthetic suite's val split, prompted by the bundled pair
+        from painter_cli.defaults import default_prompt, suite_data
+
+        data, task = suite_data(settings.task, "val")
+        settings = replace(settings, data=data, task=task)
+        if not settings.prompts and not settings.prompt_data:
+            settings = replace(settings, prompts=list(default_prompt(task)))
     ckpt = checkpoint_or_default(settings.checkpoint)
     reader = ShardReader(settings.data)
     task = resolve_task(reader, settings.task)

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -775,8 +775,8 @@ class SelectSettings:
     """Resolved settings of ``painter prompt-select``."""
 
     task: str
-    data: list[str]
-    out: str
+    data: list[str] = field(default_factory=list)
+    out: str | None = None
     checkpoint: str | None = None
     probe: list[str] | None = None
     candidates: int | None = 64
@@ -792,6 +792,19 @@ class SelectSettings:
     device: str = "auto"
     seed: int = 0
     metric_variant: str | None = None
+
+
+def with_suite_defaults(settings: Any, command: str) -> Any:
+    """``settings`` with no ``data`` pointed at the synthetic suite's train split (``task`` then
+    resolved there, kind accepted) and no ``out`` set to ``<command>-<task>``."""
+    if not settings.data:
+        from painter_cli.defaults import suite_data
+
+        data, task = suite_data(settings.task, "train")
+        settings = replace(settings, data=data, task=task)
+    if not settings.out:
+        settings = replace(settings, out=f"{command}-{settings.task}")
+    return settings
 
 
 def _open_task(data: Sequence[str], task: str) -> tuple[Any, str]:
@@ -862,6 +875,7 @@ def _checkpoint_key(ckpt: str) -> str:
 
 def run_select(settings: SelectSettings) -> dict[str, Any]:
     """Run ``painter prompt-select``: everything is checked before the model is loaded."""
+    settings = with_suite_defaults(settings, "prompt-select")
     if settings.features not in FEATURES:
         raise PainterError(f"--features {settings.features}: expected pixels or encoder")
     ckpt = checkpoint_or_default(settings.checkpoint)
@@ -1194,8 +1208,8 @@ class TuneSettings:
     """Resolved settings of ``painter prompt-tune``."""
 
     task: str
-    data: list[str]
-    out: str
+    data: list[str] = field(default_factory=list)
+    out: str | None = None
     checkpoint: str | None = None
     probe: list[str] | None = None
     init: str | None = None
@@ -1215,6 +1229,7 @@ class TuneSettings:
 
 def run_tune(settings: TuneSettings) -> dict[str, Any]:
     """Run ``painter prompt-tune``: inputs are checked before the model is loaded."""
+    settings = with_suite_defaults(settings, "prompt-tune")
     ckpt = checkpoint_or_default(settings.checkpoint)
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)

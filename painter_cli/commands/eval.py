@@ -45,15 +45,9 @@ def eval_command(
     from painter_cli.console import stdout_console
     from painter_cli.evaluation import EvalSettings, run_eval, scalar_metrics
 
-    if not data:  # the synthetic suite's val split, prompted by the bundled pair
-        from painter_cli.defaults import default_prompt, suite_data
-
-        data, task = suite_data(task, "val")
-        if not prompt and not prompt_data:
-            prompt = default_prompt(task)
     settings = EvalSettings(
         task=task,
-        data=list(data),
+        data=list(data or []),
         checkpoint=checkpoint,
         prompts=list(prompt) if prompt else None,
         prompt_data=list(prompt_data) if prompt_data else None,

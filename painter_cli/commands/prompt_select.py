@@ -48,14 +48,9 @@ def prompt_select(
     from painter_cli.console import stdout_console
     from painter_cli.prompts import SelectSettings, parse_count, run_select
 
-    if not data:  # the synthetic suite's train split
-        from painter_cli.defaults import suite_data
-
-        data, task = suite_data(task, "train")
-    out = out or f"prompt-select-{task}"
     settings = SelectSettings(
         task=task,
-        data=list(data),
+        data=list(data or []),
         out=out,
         checkpoint=checkpoint,
         probe=list(probe) if probe else None,

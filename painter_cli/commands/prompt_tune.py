@@ -41,14 +41,9 @@ def prompt_tune(
     from painter_cli.console import stdout_console
     from painter_cli.prompts import TuneSettings, run_tune
 
-    if not data:  # the synthetic suite's train split
-        from painter_cli.defaults import suite_data
-
-        data, task = suite_data(task, "train")
-    out = out or f"prompt-tune-{task}"
     settings = TuneSettings(
         task=task,
-        data=list(data),
+        data=list(data or []),
         out=out,
         checkpoint=checkpoint,
         probe=list(probe) if probe else None,

@@ -8,7 +8,9 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
   ground at known depths (perspective-consistent sizes); ``nyuv2-depth``; extras ``depth_m``.
 * ``synthetic-semseg``: shapes of 6 classes (circle, square, triangle, star, ring, cross) in random
   colours on textured backgrounds; ``semseg`` with 6 classes and black as a background class.
-* ``synthetic-instance``: 2-5 overlapping shapes; ``coco-instance``; extras ``instance_ids``.
+* ``synthetic-instance``: 2-4 solid shapes (circle, square, triangle) in flat colours on a textured
+  background, overlapping but each at least 60 % visible; ``coco-instance``; extras
+  ``instance_ids``.
 * ``synthetic-keypoints``: a stick figure with 7 keypoints (head, neck, hip, left/right hand,
   left/right foot; "left" = the one with the smaller x); ``keypoints``; extras ``keypoints``.
 * ``synthetic-denoise`` / ``synthetic-derain`` / ``synthetic-lowlight``: a clean scene degraded by
@@ -217,25 +219,31 @@ def _instance_colours_apart(ids: np.ndarray, codec) -> bool:
     return bool((d >= 60).all())
 
 
+INSTANCE_SHAPES = ("circle", "square", "triangle")  # solid: a 32 px model can segment them
+
+
 def _instance(rng: np.random.Generator, size: int):
     from painter_cli.tasks import get_codec
 
     codec = get_codec("coco-instance")
-    want = int(rng.integers(2, 6))
+    want = int(rng.integers(2, 5))
     for attempt in range(60):
         n = max(1, want - attempt // 20)
         img = texture(rng, size)
         ids = np.zeros((size, size), np.int32)
+        areas = np.zeros(n + 1, np.int64)
         for i in range(1, n + 1):
-            _, mask = _random_shape(rng, size, SHAPES, 0.12, 0.25)
+            _, mask = _random_shape(rng, size, INSTANCE_SHAPES, 0.15, 0.27)
             ids[mask] = i
-            img[mask] = texture(rng, size)[mask]
-        # Renumber the visible instances 1..N (an instance may be fully occluded).
-        present = np.unique(ids[ids > 0])
-        lut = np.zeros(n + 1, np.int32)
-        lut[present] = np.arange(1, present.size + 1)
-        ids = lut[ids]
-        if present.size and _instance_colours_apart(ids, codec):
+            areas[i] = mask.sum()
+            # One flat colour per instance (plus sensor noise): an instance is a region, not a
+            # texture, so the painted location colour can be uniform over it.
+            img[mask] = rng.uniform(0, 255, 3) + rng.normal(0, 5, (int(areas[i]), 3))
+        # Overlaps are allowed, but every instance keeps most of itself visible.
+        seen = np.bincount(ids.ravel(), minlength=n + 1)
+        if (seen[1:] < 0.6 * np.maximum(areas[1:], 1)).any():
+            continue
+        if _instance_colours_apart(ids, codec):
             break
     return _to_uint8(img), ids, {"instance_ids": ids}
 
