@@ -11,7 +11,8 @@ probes.
 
     python bench/prompts.py --checkpoint CKPT --data TRAIN_SHARDS --probe VAL_SHARDS
         [--heldout TEST_SHARDS] [--tasks T ...] [--candidates 16] [--probe-size 16]
-        [--heldout-size 48] [--random 10] [--steps 150] [--lr 0.01] [--out WORKDIR]
+        [--heldout-size 48] [--random 10] [--steps 150] [--lr 0.01] [--objective auto]
+        [--out WORKDIR]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--min-probes", type=int, default=4)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--objective", default="auto", help="auto, loss or palette (prompt-tune)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -52,6 +54,7 @@ def main() -> None:
     from painter_cli.prompts import (
         ModelScorer,
         QueryStore,
+        resolve_objective,
         resolve_scoring,
         select_prompts,
         split_indices,
@@ -123,6 +126,7 @@ def main() -> None:
             seed=args.seed,
             resume=True,
             progress=False,
+            objective=resolve_objective(kind, args.objective),
         )
         tuned = on_held.set_score(
             load_prompt_tensors(work / task / "tune" / "prompt.safetensors"), held

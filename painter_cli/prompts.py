@@ -939,6 +939,70 @@ def _pixel_bounds(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (0 - mean) / std, (1 - mean) / std
 
 
+OBJECTIVES = ("auto", "loss", "palette")
+# Pixel-unit temperature of the palette objective: an L1 distance gap of 10 levels is one nat.
+PALETTE_TEMPERATURE = 10.0
+# A codec palette larger than this (instance: 6400 location colours) is cut to the colours
+# present in each batch, so the logits stay (N, K, S, S) with small K.
+_PALETTE_MAX = 256
+
+
+def resolve_objective(kind: str, objective: str = "auto") -> str:
+    """``loss`` (the model's masked smooth-L1) or ``palette``; ``auto`` picks ``palette`` for the
+    kinds decoded by nearest palette colour (semseg, instance) and ``loss`` otherwise."""
+    if objective not in OBJECTIVES:
+        raise PainterError(f"--objective {objective}: expected {', '.join(OBJECTIVES)}")
+    if objective == "auto":
+        return "palette" if kind in ("semseg", "instance") else "loss"
+    if objective == "palette" and kind not in ("semseg", "instance"):
+        raise PainterError(
+            f"--objective palette needs a palette task (semseg or instance), not {kind!r}",
+            "use --objective loss",
+        )
+    return objective
+
+
+def codec_palette(codec: Any) -> torch.Tensor | None:
+    """(K, 3) float32 colours in 0..255 the codec decodes to (black included where it is a
+    class), or None when there are more than a few hundred (instance: taken from each batch)."""
+    kind = getattr(codec, "kind", "")
+    if kind == "semseg":
+        cols = np.asarray(codec.colours, np.float32)
+        if getattr(codec, "background", False):
+            cols = np.concatenate([np.zeros((1, 3), np.float32), cols])
+        return torch.from_numpy(cols) if len(cols) <= _PALETTE_MAX else None
+    return None
+
+
+def palette_loss(
+    pred: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor | None,
+    colours: torch.Tensor | None = None,
+    temperature: float = PALETTE_TEMPERATURE,
+) -> torch.Tensor:
+    """Cross-entropy of the decoder's nearest-colour decision: per pixel, logits
+    ``-L1(painted, colour_k) / temperature`` over the palette ``colours`` (K, 3) in 0..255 (None:
+    black plus the colours present in ``targets``), against the target pixel's nearest colour.
+
+    ``pred`` and ``targets`` (N, 3, S, S) normalised (the painted and the true query targets);
+    ``valid`` (N, 3, S, S) pixel weights (None = ones). Returns the weighted mean (a scalar).
+    """
+    from painter_cli.model import denormalize
+
+    painted = denormalize(pred.float()) * 255.0
+    truth = denormalize(targets.detach().float()) * 255.0
+    if colours is None:
+        present = torch.round(truth).clamp(0, 255).permute(0, 2, 3, 1).reshape(-1, 3).unique(dim=0)
+        colours = torch.cat([torch.zeros(1, 3, device=present.device), present])
+    cols = colours.to(painted.device, torch.float32).view(1, -1, 3, 1, 1)
+    labels = (truth[:, None] - cols).abs().sum(2).argmin(1)  # (N, S, S)
+    logits = -(painted[:, None] - cols).abs().sum(2) / temperature  # (N, K, S, S)
+    ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    weight = torch.ones_like(ce) if valid is None else (valid.to(ce.dtype).mean(1) > 0).to(ce.dtype)
+    return (ce * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 class PromptTuner:
     """A learnable prompt pair in front of a frozen model.
 
@@ -947,11 +1011,25 @@ class PromptTuner:
     clamped to the normalised image of [0, 1] so the prompt stays a displayable image. Every model
     parameter is set ``requires_grad=False`` (``close`` restores the flags) and the model is kept
     in eval mode, so no weight changes and no gradient is stored on it.
+
+    ``objective`` ``"loss"`` minimises the model's masked smooth-L1 (its training loss);
+    ``"palette"`` the cross-entropy of the nearest-palette-colour decision (``palette_loss``,
+    ``colours`` from ``codec_palette``), which follows mIoU / AP where the smooth-L1 does not.
     """
 
-    def __init__(self, model: torch.nn.Module, init: Prompt, lr: float = 0.01):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        init: Prompt,
+        lr: float = 0.01,
+        objective: str = "loss",
+        colours: torch.Tensor | None = None,
+    ):
         if lr <= 0:
             raise PainterError(f"--lr {lr}: must be > 0")
+        if objective not in ("loss", "palette"):
+            raise PainterError(f"objective {objective!r}: expected loss or palette")
+        self.objective, self.colours = objective, colours
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self._flags = [p.requires_grad for p in model.parameters()]
@@ -964,7 +1042,7 @@ class PromptTuner:
         self.patch = int(model.config.patch_size)
 
     def loss(self, images: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None):
-        """The model's masked loss of queries (N, 3, S, S) below the learnable prompt."""
+        """The tuning objective (a scalar) of queries (N, 3, S, S) below the learnable prompt."""
         imgs, tgts, mask, full_valid = stack_canvases(
             self.image,
             self.target,
@@ -973,8 +1051,12 @@ class PromptTuner:
             None if valid is None else valid.to(self.device),
             self.patch,
         )
-        loss, _ = self.model(imgs, tgts, mask, full_valid)
-        return loss
+        if self.objective == "loss":
+            loss, _ = self.model(imgs, tgts, mask, full_valid)
+            return loss
+        _, pred = self.model(imgs, tgts, mask, full_valid, compute_loss=False)
+        s = images.shape[-2]
+        return palette_loss(pred[:, :, s:], tgts[:, :, s:], full_valid[:, :, s:], self.colours)
 
     def step(
         self, images: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None
@@ -1072,10 +1154,12 @@ def tune_prompt(
     resume: bool = False,
     fingerprint: dict[str, Any] | None = None,
     progress: bool = True,
+    objective: str = "loss",
 ) -> dict[str, Any]:
     """Tune ``init`` for ``steps`` Adam steps on batches of ``train_indices`` (seeded per step, so
     a resumed run sees the same batches), validating with ``validate(prompt) -> score`` at step 0,
-    every ``val_every`` steps and at the end; the best prompt is kept.
+    every ``val_every`` steps and at the end; the best prompt is kept. ``objective`` is what the
+    steps minimise (``PromptTuner``; ``palette`` takes its colours from ``train``'s codec).
 
     State is saved atomically to ``out/tune_state.pt`` every ``save_every`` steps; ``resume``
     continues from it. Writes ``image.png``, ``target.png``, ``prompt.safetensors`` and
@@ -1096,7 +1180,8 @@ def tune_prompt(
     state_path = out / TUNE_STATE
     size = init.size
     store = QueryStore(train, task, size)
-    tuner = PromptTuner(model, init, lr)
+    colours = codec_palette(train.codec(task)) if objective == "palette" else None
+    tuner = PromptTuner(model, init, lr, objective=objective, colours=colours)
     start, history = 0, []
     best: dict[str, Any] = {}
     initial = None
@@ -1155,7 +1240,7 @@ def tune_prompt(
 
     bar = None
     try:
-        if start == 0:
+        if initial is None:  # a state saved at step 0 already holds its evaluation
             initial = evaluate_now(0, None)
             save(0)
         if progress:
@@ -1195,6 +1280,7 @@ def tune_prompt(
         "steps": steps,
         "lr": lr,
         "batch_size": batch_size,
+        "objective": objective,
         "init": init.name,
         "history": history,
         "prompt": str(out),
@@ -1220,6 +1306,7 @@ class TuneSettings:
     val_every: int = 25
     save_every: int = 25
     score: str = "auto"
+    objective: str = "auto"
     size: int | None = None
     device: str = "auto"
     seed: int = 0
@@ -1234,6 +1321,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
     mode, metric, hib = resolve_scoring(codec.kind, settings.score)
+    objective = resolve_objective(codec.kind, settings.objective)
     pool, probes = split_indices(
         train, task, None, settings.probe_size, settings.seed, probe_reader
     )
@@ -1258,6 +1346,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         "batch_size": settings.batch_size,
         "probe_size": settings.probe_size,
         "score": mode,
+        "objective": objective,
         "seed": settings.seed,
     }
     report = tune_prompt(
@@ -1278,6 +1367,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         seed=settings.seed,
         resume=settings.resume,
         fingerprint=fingerprint,
+        objective=objective,
     )
     report["settings"] = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
     write_json(Path(settings.out) / REPORT_FILE, report)

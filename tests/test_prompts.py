@@ -20,9 +20,12 @@ from painter_cli.prompts import (
     PromptTuner,
     QueryStore,
     ScoreCache,
+    codec_palette,
     describe,
     halving_cost,
     halving_schedule,
+    palette_loss,
+    resolve_objective,
     retrieve,
     select_prompts,
     split_indices,
@@ -265,11 +268,83 @@ def test_tuner_freezes_model_and_lowers_loss_on_a_fixed_batch(world):
     assert (tuned.image >= lo.view(3, 1, 1) - 1e-6).all()  # clamped to displayable pixels
 
 
+def test_palette_loss_literal_values():
+    from painter_cli.model import normalize
+
+    def canvas(level: float) -> torch.Tensor:  # (1, 3, 4, 4) normalised, one grey level 0..255
+        return normalize(torch.full((1, 3, 4, 4), level / 255.0))
+
+    white = canvas(255.0)
+    colours = torch.tensor([[0.0, 0.0, 0.0], [255.0, 255.0, 255.0]])
+    # logits -L1/10: white vs white 0, vs black -76.5 -> CE = log(1 + e^-76.5) ~ 0
+    assert palette_loss(white, white, None, colours).item() < 1e-6
+    # mid-grey is 382.5 from both: CE = log 2
+    assert palette_loss(canvas(127.5), white, None, colours).item() == pytest.approx(
+        math.log(2), 1e-4
+    )
+    # black painted where white is true: CE = 76.5
+    assert palette_loss(canvas(0.0), white, None, colours).item() == pytest.approx(76.5, 1e-3)
+    # no palette: black plus the colours present in the targets (here white) -> the same numbers
+    assert palette_loss(canvas(127.5), white, None).item() == pytest.approx(math.log(2), 1e-4)
+    # pixels with valid 0 do not count
+    pred = canvas(127.5).clone()
+    pred[..., :2] = white[..., :2]
+    valid = torch.zeros(1, 3, 4, 4)
+    valid[..., 2:] = 1
+    assert palette_loss(pred, white, valid, colours).item() == pytest.approx(math.log(2), 1e-4)
+
+
+def test_resolve_objective_and_palettes():
+    from painter_cli.tasks import get_codec
+
+    assert resolve_objective("semseg") == resolve_objective("instance") == "palette"
+    assert resolve_objective("depth") == resolve_objective("keypoints") == "loss"
+    assert resolve_objective("semseg", "loss") == "loss"
+    with pytest.raises(PainterError, match="palette task"):
+        resolve_objective("depth", "palette")
+    with pytest.raises(PainterError, match="--objective"):
+        resolve_objective("semseg", "nope")
+    # ADE20K: its 150 class colours (class 1 white); with black as a class it comes first
+    ade = codec_palette(get_codec("ade20k-semseg"))
+    assert ade.shape == (150, 3) and ade[0].tolist() == [255.0, 255.0, 255.0]
+    fg = codec_palette(get_codec("semseg", num_classes=1, base=2, background=True))
+    assert fg.tolist() == [[0.0, 0.0, 0.0], [255.0, 255.0, 255.0]]
+    assert codec_palette(get_codec("coco-instance")) is None  # 6400 colours: per batch instead
+
+
+def test_palette_tuner_freezes_model_and_lowers_its_objective(world):
+    train = ShardReader(world["train"])
+    model = build_model("painter-tiny", seed=0).eval()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    store = QueryStore(train, "ade20k-semseg", 32)
+    idx = [int(i) for i in train.indices("ade20k-semseg")]
+    images, targets, valid = store.get(idx[1:5])
+    colours = codec_palette(train.codec("ade20k-semseg"))
+    tuner = PromptTuner(model, store.pair(idx[0]), lr=0.05, objective="palette", colours=colours)
+    losses = [tuner.step(images, targets, valid) for _ in range(6)]
+    tuner.close()
+    assert losses[-1] < losses[0]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is None for p in model.parameters())
+
+
 def _tune_args(world, out, steps, *extra):
     args = ["prompt-tune", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
     args += ["--data", str(world["train"]), "--steps", str(steps), "--lr", "0.05"]
     args += ["--batch-size", "4", "--probe-size", "3", "--val-every", "3", "--save-every", "3"]
     return [*args, "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_prompt_tune_objective_option(world, tmp_path, cli_runner):
+    bad = cli_runner.invoke(app, _tune_args(world, tmp_path / "a", 2, "--objective", "palette"))
+    assert bad.exit_code == 1 and "--objective palette needs a palette task" in bad.output
+    args = _tune_args(world, tmp_path / "b", 2)
+    args[args.index("nyuv2-depth")] = "ade20k-semseg"
+    ok = cli_runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["objective"] == "palette" and report["metric"] == "miou"  # auto for semseg
 
 
 def test_prompt_tune_cli_outputs_round_trip_and_resume(world, tmp_path, cli_runner):

@@ -29,6 +29,9 @@ def prompt_tune(
     val_every: int = typer.Option(25, "--val-every", help="Validate every N steps."),
     save_every: int = typer.Option(25, "--save-every", help="Save resumable state every N steps."),
     score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
+    objective: str = typer.Option(
+        "auto", "--objective", help="auto, loss or palette (semseg/instance: auto = palette)."
+    ),
     size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe split and the batches."),
@@ -55,6 +58,7 @@ def prompt_tune(
         val_every=val_every,
         save_every=save_every,
         score=score,
+        objective=objective,
         size=size,
         device=device,
         seed=seed,
