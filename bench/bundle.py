@@ -42,9 +42,12 @@ from painter_cli.sources.synthetic import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_REF = ROOT / "tests" / "data" / "bundled_depth_painted.npy"
-# The training run(s) of the bundled model; a later one starts from the previous (its run.init).
-RECIPES = ["painter_cli/assets/recipes/bundled-tiny.toml"]
-RUNS = ["runs/bundled-tiny"]
+# The two training stages (stage 2 starts from stage 1's run directory, see its run.init).
+RECIPES = [
+    "painter_cli/assets/recipes/bundled-tiny.toml",
+    "painter_cli/assets/recipes/bundled-tiny-stage2.toml",
+]
+RUNS = ["runs/bundled-tiny", "runs/bundled-tiny-2"]
 # The train sample each in-domain prompt comes from (1: several objects in every task).
 PROMPT_INDEX = 1
 
@@ -133,8 +136,8 @@ def write_model(checkpoint: str, limit: int, prompts: dict[str, str]) -> None:
     for key in ("paths", "val_paths"):
         if key in data:
             data[key] = []
-    if doc.get("run", {}).get("run", {}).get("init") and len(RUNS) > 1:
-        doc["run"]["run"]["init"] = RUNS[-2]
+    if doc.get("run", {}).get("run", {}).get("init"):
+        doc["run"]["run"]["init"] = RUNS[0]
     (tmp / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
     suite = ensure_suite()
     table = incontext.incontext_table(tmp, suite, limit)

@@ -36,8 +36,6 @@ BUNDLED_MODEL = "bundled-tiny"
 SUITE_SPLITS = ("train", "val", "ood")
 SUITE_SIZE = 64  # generation side in pixels (the bundled model was trained at this size)
 SUITE_SEED = 0
-# Bumped whenever the generator's output changes, so a stale cached suite is never reused.
-SUITE_VERSION = 2
 CACHE_ENV = "PAINTER_CACHE"
 
 
@@ -225,10 +223,10 @@ def _map(fn, jobs: list, workers: int):
 def ensure_suite(
     size: int = SUITE_SIZE, seed: int = SUITE_SEED, workers: int | None = None
 ) -> Path:
-    """The default synthetic suite in the cache (``cache_dir()/synthetic-v<version>-s<size>-seed<seed>``),
+    """The default synthetic suite in the cache (``cache_dir()/synthetic-s<size>-seed<seed>``),
     generated on first use (``workers`` processes, default: the CPUs, at most 8). Returns its root
     (with ``train``, ``val`` and ``ood`` inside)."""
-    root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{size}-seed{seed}"
+    root = cache_dir() / f"synthetic-s{size}-seed{seed}"
     if not all((root / s / "index.json").is_file() for s in SUITE_SPLITS):
         if workers is None:
             from painter_cli.encode import nworkers_default

@@ -262,23 +262,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_type_tokens": 0,
         "loss_variant": "painter",
     },
-    # The bundled model: painter-tiny's canvas with 4 px patches (8x8 tokens per 32 px image, so
-    # masks and keypoints have sub-shape detail) and a wider trunk; ~0.8 M parameters.
-    "painter-mini": {
-        "img_size": (64, 32),
-        "patch_size": 4,
-        "embed_dim": 96,
-        "depth": 6,
-        "num_heads": 4,
-        "mlp_ratio": 4.0,
-        "decoder_embed_dim": 16,
-        "pretrain_img_size": 32,
-        "merge_index": 1,
-        "feature_blocks": (1, 3, 4, 5),
-        "drop_path_rate": 0.0,
-        "num_type_tokens": 0,
-        "loss_variant": "painter",
-    },
 }
 
 

@@ -8,9 +8,7 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
   ground at known depths (perspective-consistent sizes); ``nyuv2-depth``; extras ``depth_m``.
 * ``synthetic-semseg``: shapes of 6 classes (circle, square, triangle, star, ring, cross) in random
   colours on textured backgrounds; ``semseg`` with 6 classes and black as a background class.
-* ``synthetic-instance``: 2-4 textured solid shapes (circle, square, triangle) centred on a lattice
-  of location-palette cells, overlapping but each at least 80 % visible; ``coco-instance``; extras
-  ``instance_ids``.
+* ``synthetic-instance``: 2-5 overlapping shapes; ``coco-instance``; extras ``instance_ids``.
 * ``synthetic-keypoints``: a stick figure with 7 keypoints (head, neck, hip, left/right hand,
   left/right foot; "left" = the one with the smaller x); ``keypoints``; extras ``keypoints``.
 * ``synthetic-denoise`` / ``synthetic-derain`` / ``synthetic-lowlight``: a clean scene degraded by
@@ -219,45 +217,25 @@ def _instance_colours_apart(ids: np.ndarray, codec) -> bool:
     return bool((d >= 60).all())
 
 
-INSTANCE_SHAPES = ("circle", "square", "triangle")  # centrally symmetric: mass centre = centre
-# Instance centres sit on a lattice of location-palette cells: per axis, local cells 4 and 15 of
-# each 20-cell block (B or G = 203 / 60), the outermost two dropped so that no shape is cut by the
-# border. Neighbouring lattice points then differ by >= 143 in G or B, so a model that only places
-# each shape on the right lattice point (about one patch of a 32 px image) paints distinct,
-# decodable colours; anywhere else the palette's 20-cell sawtooth needs sub-pixel precision.
-_LATTICE_CELLS = tuple(g * 20 + c for g in range(4) for c in (4, 15))[1:-1]
-
-
-def _lattice_px(cell: int, size: int) -> float:
-    """Pixel-grid coordinate (pixel centres at k + 0.5) whose mass centre falls mid-``cell``."""
-    return (cell + 0.5) * size / 79 + 0.5
-
-
 def _instance(rng: np.random.Generator, size: int):
     from painter_cli.tasks import get_codec
 
     codec = get_codec("coco-instance")
-    want = int(rng.integers(2, 5))
-    points = [(x, y) for x in _LATTICE_CELLS for y in _LATTICE_CELLS]
+    want = int(rng.integers(2, 6))
     for attempt in range(60):
         n = max(1, want - attempt // 20)
         img = texture(rng, size)
         ids = np.zeros((size, size), np.int32)
-        areas = np.zeros(n + 1, np.int64)
-        chosen = rng.choice(len(points), n, replace=False)
-        for i, k in enumerate(chosen, start=1):
-            cx, cy = (_lattice_px(c, size) for c in points[k])
-            kind = INSTANCE_SHAPES[int(rng.integers(len(INSTANCE_SHAPES)))]
-            r = rng.uniform(0.12, 0.2) * size
-            mask = shape_mask(kind, size, cx, cy, r, rng.uniform(0, 2 * np.pi))
+        for i in range(1, n + 1):
+            _, mask = _random_shape(rng, size, SHAPES, 0.12, 0.25)
             ids[mask] = i
-            areas[i] = mask.sum()
             img[mask] = texture(rng, size)[mask]
-        # Overlaps are allowed, but every instance keeps most of itself (and its centre) visible.
-        seen = np.bincount(ids.ravel(), minlength=n + 1)
-        if (seen[1:] < 0.8 * np.maximum(areas[1:], 1)).any():
-            continue
-        if _instance_colours_apart(ids, codec):
+        # Renumber the visible instances 1..N (an instance may be fully occluded).
+        present = np.unique(ids[ids > 0])
+        lut = np.zeros(n + 1, np.int32)
+        lut[present] = np.arange(1, present.size + 1)
+        ids = lut[ids]
+        if present.size and _instance_colours_apart(ids, codec):
             break
     return _to_uint8(img), ids, {"instance_ids": ids}
 
