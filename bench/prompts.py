@@ -41,7 +41,9 @@ def main() -> None:
     ap.add_argument("--min-probes", type=int, default=4)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--objective", default="auto", help="auto, loss or palette (prompt-tune)")
+    ap.add_argument(
+        "--objective", default="auto", help="auto, loss, palette or heatmap (prompt-tune)"
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -939,33 +939,47 @@ def _pixel_bounds(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (0 - mean) / std, (1 - mean) / std
 
 
-OBJECTIVES = ("auto", "loss", "palette")
+OBJECTIVES = ("auto", "loss", "palette", "heatmap")
 # Pixel-unit temperature of the palette objective: an L1 distance gap of 10 levels is one nat.
 PALETTE_TEMPERATURE = 10.0
+# Heat temperature of the heatmap objective: a heat gap of 0.05 (13 levels of R) is one nat.
+HEAT_TEMPERATURE = 0.05
 # A codec palette larger than this (instance: 6400 location colours) is cut to the colours
 # present in each batch, so the logits stay (N, K, S, S) with small K.
 _PALETTE_MAX = 256
 
 
 def resolve_objective(kind: str, objective: str = "auto") -> str:
-    """``loss`` (the model's masked smooth-L1) or ``palette``; ``auto`` picks ``palette`` for the
-    kinds decoded by nearest palette colour (semseg, instance) and ``loss`` otherwise."""
+    """``loss`` (the model's masked smooth-L1), ``palette`` or ``heatmap``; ``auto`` picks
+    ``palette`` for the kinds decoded by nearest palette colour (semseg, instance), ``heatmap`` for
+    keypoints and ``loss`` otherwise."""
     if objective not in OBJECTIVES:
         raise PainterError(f"--objective {objective}: expected {', '.join(OBJECTIVES)}")
     if objective == "auto":
-        return "palette" if kind in ("semseg", "instance") else "loss"
+        return {"semseg": "palette", "instance": "palette", "keypoints": "heatmap"}.get(
+            kind, "loss"
+        )
     if objective == "palette" and kind not in ("semseg", "instance"):
         raise PainterError(
             f"--objective palette needs a palette task (semseg or instance), not {kind!r}",
             "use --objective loss",
+        )
+    if objective == "heatmap" and kind != "keypoints":
+        raise PainterError(
+            f"--objective heatmap needs a keypoints task, not {kind!r}", "use --objective loss"
         )
     return objective
 
 
 def codec_palette(codec: Any) -> torch.Tensor | None:
     """(K, 3) float32 colours in 0..255 the codec decodes to (black included where it is a
-    class), or None when there are more than a few hundred (instance: taken from each batch)."""
+    class), or None when there are more than a few hundred (instance: taken from each batch);
+    for keypoints the (K, 2) (G, B) class colours (``heatmap_loss``)."""
     kind = getattr(codec, "kind", "")
+    if kind == "keypoints":  # (K, 2): the (G, B) class colours, R holds the heat
+        from painter_cli.tasks.keypoints import keypoint_colours
+
+        return torch.from_numpy(keypoint_colours(codec.num_keypoints).astype(np.float32))
     if kind == "semseg":
         cols = np.asarray(codec.colours, np.float32)
         if getattr(codec, "background", False):
@@ -1003,6 +1017,46 @@ def palette_loss(
     return (ce * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def heatmap_loss(
+    pred: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor | None,
+    colours: torch.Tensor,
+    temperature: float = HEAT_TEMPERATURE,
+) -> torch.Tensor:
+    """Cross-entropy of the keypoint decoder's argmax: for keypoint k, logits over the pixels
+    ``R/255 * P_k / temperature``, with ``P_k`` the soft nearest-class probability of the pixel's
+    (G, B) (``softmax(-L1 / PALETTE_TEMPERATURE)`` over the K class colours and (0, 0)), against
+    the pixel where the true target's heat of class k peaks. Keypoints absent from a target (no
+    heat of their class) and targets with no valid pixel are left out.
+
+    ``pred`` and ``targets`` (N, 3, S, S) normalised; ``valid`` (N, 3, S, S) or None; ``colours``
+    (K, 2) (G, B) in 0..255. Returns the mean over the present keypoints (0 when there are none).
+    """
+    from painter_cli.model import denormalize
+
+    painted = denormalize(pred.float()) * 255.0
+    truth = denormalize(targets.detach().float()) * 255.0
+    cols = torch.cat([colours.to(painted.device, torch.float32), painted.new_zeros(1, 2)])
+    cols = cols.view(1, -1, 2, 1, 1)  # (1, K+1, 2, 1, 1)
+    k = cols.shape[1] - 1
+    true_cls = (truth[:, None, 1:] - cols).abs().sum(2).argmin(1)  # (N, S, S)
+    true_heat = truth[:, None, 0] * (
+        true_cls[:, None] == torch.arange(k, device=cols.device)[None, :, None, None]
+    )  # (N, K, S, S)
+    peak, index = true_heat.flatten(2).max(2)  # (N, K)
+    present = peak > 0
+    if valid is not None:
+        present &= (valid.flatten(1).amax(1) > 0)[:, None]
+    if not bool(present.any()):
+        return pred.sum() * 0.0
+    prob = torch.softmax(-(painted[:, None, 1:] - cols).abs().sum(2) / PALETTE_TEMPERATURE, 1)
+    heat = painted[:, None, 0].clamp(0, 255) / 255.0 * prob[:, :k]  # (N, K, S, S)
+    logits = heat.flatten(2) / temperature  # (N, K, S*S)
+    ce = torch.nn.functional.cross_entropy(logits[present], index[present], reduction="mean")
+    return ce
+
+
 class PromptTuner:
     """A learnable prompt pair in front of a frozen model.
 
@@ -1014,7 +1068,9 @@ class PromptTuner:
 
     ``objective`` ``"loss"`` minimises the model's masked smooth-L1 (its training loss);
     ``"palette"`` the cross-entropy of the nearest-palette-colour decision (``palette_loss``,
-    ``colours`` from ``codec_palette``), which follows mIoU / AP where the smooth-L1 does not.
+    ``colours`` from ``codec_palette``), which follows mIoU / AP where the smooth-L1 does not;
+    ``"heatmap"`` the cross-entropy of the keypoint decoder's argmax (``heatmap_loss``, the
+    (G, B) class colours as ``colours``), which follows keypoint AP.
     """
 
     def __init__(
@@ -1027,8 +1083,10 @@ class PromptTuner:
     ):
         if lr <= 0:
             raise PainterError(f"--lr {lr}: must be > 0")
-        if objective not in ("loss", "palette"):
-            raise PainterError(f"objective {objective!r}: expected loss or palette")
+        if objective not in ("loss", "palette", "heatmap"):
+            raise PainterError(f"objective {objective!r}: expected loss, palette or heatmap")
+        if objective == "heatmap" and colours is None:
+            raise PainterError("the heatmap objective needs the keypoint class colours")
         self.objective, self.colours = objective, colours
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -1056,7 +1114,8 @@ class PromptTuner:
             return loss
         _, pred = self.model(imgs, tgts, mask, full_valid, compute_loss=False)
         s = images.shape[-2]
-        return palette_loss(pred[:, :, s:], tgts[:, :, s:], full_valid[:, :, s:], self.colours)
+        fn = heatmap_loss if self.objective == "heatmap" else palette_loss
+        return fn(pred[:, :, s:], tgts[:, :, s:], full_valid[:, :, s:], self.colours)
 
     def step(
         self, images: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None
@@ -1180,7 +1239,7 @@ def tune_prompt(
     state_path = out / TUNE_STATE
     size = init.size
     store = QueryStore(train, task, size)
-    colours = codec_palette(train.codec(task)) if objective == "palette" else None
+    colours = codec_palette(train.codec(task)) if objective != "loss" else None
     tuner = PromptTuner(model, init, lr, objective=objective, colours=colours)
     start, history = 0, []
     best: dict[str, Any] = {}

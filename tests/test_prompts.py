@@ -24,6 +24,7 @@ from painter_cli.prompts import (
     describe,
     halving_cost,
     halving_schedule,
+    heatmap_loss,
     palette_loss,
     resolve_objective,
     retrieve,
@@ -298,10 +299,13 @@ def test_resolve_objective_and_palettes():
     from painter_cli.tasks import get_codec
 
     assert resolve_objective("semseg") == resolve_objective("instance") == "palette"
-    assert resolve_objective("depth") == resolve_objective("keypoints") == "loss"
-    assert resolve_objective("semseg", "loss") == "loss"
+    assert resolve_objective("keypoints") == "heatmap"
+    assert resolve_objective("depth") == resolve_objective("denoise") == "loss"
+    assert resolve_objective("semseg", "loss") == resolve_objective("keypoints", "loss") == "loss"
     with pytest.raises(PainterError, match="palette task"):
         resolve_objective("depth", "palette")
+    with pytest.raises(PainterError, match="keypoints task"):
+        resolve_objective("semseg", "heatmap")
     with pytest.raises(PainterError, match="--objective"):
         resolve_objective("semseg", "nope")
     # ADE20K: its 150 class colours (class 1 white); with black as a class it comes first
@@ -310,6 +314,54 @@ def test_resolve_objective_and_palettes():
     fg = codec_palette(get_codec("semseg", num_classes=1, base=2, background=True))
     assert fg.tolist() == [[0.0, 0.0, 0.0], [255.0, 255.0, 255.0]]
     assert codec_palette(get_codec("coco-instance")) is None  # 6400 colours: per batch instead
+    # keypoints: the (G, B) class colours, base-3 code with step 85 for 7 keypoints
+    kp = codec_palette(get_codec("keypoints", num_keypoints=7, width=8, height=8))
+    assert kp.shape == (7, 2) and kp[:4].tolist() == [[255, 255], [255, 170], [255, 85], [170, 255]]
+
+
+def _keypoint_canvas(points, size=8):
+    """(1, 3, S, S) normalised: keypoint k at ``points[k]`` (x, y) painted as R 255 and its class
+    (G, B), the other 7 keypoints absent."""
+    from painter_cli.model import normalize
+    from painter_cli.tasks.keypoints import keypoint_colours
+
+    cols = keypoint_colours(7)
+    img = torch.zeros(1, 3, size, size)
+    for k, (x, y) in points.items():
+        img[0, :, y, x] = torch.tensor([255.0, *map(float, cols[k])])
+    return normalize(img / 255.0), torch.from_numpy(cols.astype(np.float32))
+
+
+def test_heatmap_loss_literal_values():
+    from painter_cli.model import normalize
+
+    # keypoints 0 and 6: classes (255, 255) and (85, 255), 170 apart (P of the other ~ e^-17)
+    truth, cols = _keypoint_canvas({0: (2, 3), 6: (5, 6)})
+
+    # At a peak painted in its exact class colour the class probability p is the softmax of
+    # -L1/10 over the 7 colours and (0, 0): its neighbours 85 away count e^-8.5 each.
+    def p_own(k):
+        table = torch.cat([cols, torch.zeros(1, 2)])
+        return torch.softmax(-(table - cols[k]).abs().sum(1) / 10, 0)[k].item()
+
+    def ce(logit_true, logit_peak):  # the true pixel's logit, a wrong peak, 62 zeros
+        return math.log(math.exp(logit_peak) + 62 + math.exp(logit_true)) - logit_true
+
+    # painted = truth: the true pixel holds the logit p / 0.05 (p ~ 1), the other 63 pixels 0
+    expected = sum(math.log(math.exp(p_own(k) / 0.05) + 63) - p_own(k) / 0.05 for k in (0, 6)) / 2
+    assert heatmap_loss(truth, truth, None, cols).item() == pytest.approx(expected, abs=1e-6)
+    assert expected < 1e-6
+    # a black painting: no heat anywhere, uniform over the 64 pixels -> log 64
+    black = normalize(torch.zeros(1, 3, 8, 8))
+    assert heatmap_loss(black, truth, None, cols).item() == pytest.approx(math.log(64), 1e-5)
+    # both peaks painted at swapped places: each true pixel has heat 0, the wrong one heat 1
+    swapped, _ = _keypoint_canvas({0: (5, 6), 6: (2, 3)})
+    expected = (ce(0.0, p_own(0) / 0.05) + ce(0.0, p_own(6) / 0.05)) / 2
+    assert heatmap_loss(swapped, truth, None, cols).item() == pytest.approx(expected, 1e-5)
+    assert expected == pytest.approx(20, abs=0.01)
+    # a target without valid pixels or without keypoints counts for nothing
+    assert heatmap_loss(black, truth, torch.zeros(1, 3, 8, 8), cols).item() == 0.0
+    assert heatmap_loss(black, black, None, cols).item() == 0.0
 
 
 def test_palette_tuner_freezes_model_and_lowers_its_objective(world):
@@ -329,6 +381,36 @@ def test_palette_tuner_freezes_model_and_lowers_its_objective(world):
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.fixture(scope="module")
+def keypoint_shards(tmp_path_factory):
+    """8 synthetic-keypoints samples at 32 px (7 keypoints), real shards."""
+    from painter_cli.defaults import encode_synthetic
+
+    out = tmp_path_factory.mktemp("kp") / "train"
+    encode_synthetic(out, task="synthetic-keypoints", size=32, count=8)
+    return out
+
+
+def test_heatmap_tuner_freezes_model_and_lowers_its_objective(keypoint_shards):
+    train = ShardReader(keypoint_shards)
+    model = build_model("painter-tiny", seed=0).eval()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    store = QueryStore(train, "synthetic-keypoints", 32)
+    images, targets, valid = store.get(list(range(1, 5)))
+    colours = codec_palette(train.codec("synthetic-keypoints"))
+    assert colours.shape == (7, 2)
+    tuner = PromptTuner(model, store.pair(0), lr=0.05, objective="heatmap", colours=colours)
+    losses = [tuner.step(images, targets, valid) for _ in range(6)]
+    tuner.close()
+    assert math.log(32 * 32) - 1 < losses[0] < math.log(32 * 32) + 1  # an untrained model: ~flat
+    assert losses[-1] < losses[0]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(PainterError, match="class colours"):
+        PromptTuner(model, store.pair(0), objective="heatmap")
+
+
 def _tune_args(world, out, steps, *extra):
     args = ["prompt-tune", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
     args += ["--data", str(world["train"]), "--steps", str(steps), "--lr", "0.05"]
@@ -345,6 +427,19 @@ def test_prompt_tune_objective_option(world, tmp_path, cli_runner):
     assert ok.exit_code == 0, ok.output
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["objective"] == "palette" and report["metric"] == "miou"  # auto for semseg
+
+
+def test_prompt_tune_heatmap_objective_is_the_keypoint_default(
+    world, keypoint_shards, tmp_path, cli_runner
+):
+    args = _tune_args(world, tmp_path / "kp", 2)
+    args[args.index("nyuv2-depth")] = "keypoints"  # the kind: one task of the data has it
+    args[args.index(str(world["train"]))] = str(keypoint_shards)
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "kp" / "report.json").read_text())
+    assert report["objective"] == "heatmap" and report["metric"] == "ap"
+    assert report["task"] == "synthetic-keypoints"
 
 
 def test_prompt_tune_cli_outputs_round_trip_and_resume(world, tmp_path, cli_runner):

@@ -30,7 +30,9 @@ def prompt_tune(
     save_every: int = typer.Option(25, "--save-every", help="Save resumable state every N steps."),
     score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
     objective: str = typer.Option(
-        "auto", "--objective", help="auto, loss or palette (semseg/instance: auto = palette)."
+        "auto",
+        "--objective",
+        help="auto, loss, palette or heatmap (auto: palette for semseg/instance, heatmap for keypoints).",
     ),
     size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
