@@ -3,15 +3,18 @@
 For every task of the shards: the mean held-out score of ``--random`` random training pairs (the
 baseline of this run), the held-out score of the pair ``prompt-select`` picks on the probe set
 (successive halving over ``--candidates`` pairs), and of that pair after ``prompt-tune`` (model
-frozen, validated on the same probe set). Held-out queries are never used for selection or tuning:
-they come from ``--heldout`` shards, else from the ``--probe`` shards' samples left after the probes.
+frozen, validated on ``--tune-probe-size`` other probes of the probe set, so the kept prompt is
+not measured against the selection's upward-biased best score). Held-out queries are never used
+for selection or tuning: they come from ``--heldout`` shards, else from the ``--probe`` shards'
+samples left after both probe sets.
 Scores are the task's set-level headline metric (``evaluation.evaluate``), or the masked loss for
 tasks without one. Also printed: forward passes of the halving search against all pairs x all
 probes.
 
     python bench/prompts.py --checkpoint CKPT --data TRAIN_SHARDS --probe VAL_SHARDS
         [--heldout TEST_SHARDS] [--tasks T ...] [--candidates 16] [--probe-size 16]
-        [--heldout-size 48] [--random 10] [--steps 150] [--lr 0.01] [--objective auto]
+        [--heldout-size 48] [--tune-probe-size M] [--random 10] [--steps 150] [--lr 0.01]
+        [--objective auto]
         [--out WORKDIR]
 """
 
@@ -37,6 +40,12 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--probe-size", type=int, default=16)
     ap.add_argument("--heldout-size", type=int, default=48)
+    ap.add_argument(
+        "--tune-probe-size",
+        type=int,
+        default=None,
+        help="validation queries of the tuning, after the selection probes [default: --probe-size]",
+    )
     ap.add_argument("--random", type=int, default=10)
     ap.add_argument("--min-probes", type=int, default=4)
     ap.add_argument("--steps", type=int, default=150)
@@ -80,10 +89,17 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         perm = [int(i) for i in rng.permutation(probe.indices(task))]
         probes = perm[: args.probe_size]
+        # The tuning is validated on other probes than the selection: on the selection probes the
+        # selected prompt's score is the maximum of many, so it is biased upwards.
+        n_tune = args.probe_size if args.tune_probe_size is None else args.tune_probe_size
+        tune_probes = perm[args.probe_size : args.probe_size + n_tune]
+        if not tune_probes:
+            raise SystemExit(f"{task}: no tuning probes left after {len(probes)} probes")
+        used = len(probes) + len(tune_probes)
         if args.heldout:
             held = [int(i) for i in rng.permutation(heldout.indices(task))][: args.heldout_size]
         else:
-            held = perm[args.probe_size : args.probe_size + args.heldout_size]
+            held = perm[used : used + args.heldout_size]
         if not held:
             raise SystemExit(f"{task}: no held-out queries left after {len(probes)} probes")
         cands, _ = split_indices(train, task, args.candidates, 1, args.seed, probe)
@@ -117,7 +133,7 @@ def main() -> None:
             pool,
             best,
             out=work / task / "tune",
-            validate=lambda p, s=on_probe, pr=probes: s.set_score(p, pr),
+            validate=lambda p, s=on_probe, pr=tune_probes: s.set_score(p, pr),
             higher_is_better=hib,
             metric=metric,
             steps=args.steps,
@@ -147,6 +163,7 @@ def main() -> None:
                 passes=report["forward_passes"],
                 naive=report["naive_evaluations"],
                 probes=len(probes),
+                tune_probes=len(tune_probes),
                 held=len(held),
                 seconds=time.perf_counter() - t0,
             )

@@ -136,19 +136,11 @@ def suite_tasks(split: str) -> list[str]:
 
 
 def _suite_source(split: str, size: int, count: int | None, seed: int) -> dict[str, Any]:
-    from painter_cli.sources.synthetic import SUITE_VERSION
-
     return {
         "name": "synthetic",
         "root": "",
         "split": split,
-        "options": {
-            "size": size,
-            "count": count,
-            "seed": seed,
-            "suite": True,
-            "version": SUITE_VERSION,
-        },
+        "options": {"size": size, "count": count, "seed": seed, "suite": True},
     }
 
 
@@ -231,13 +223,10 @@ def _map(fn, jobs: list, workers: int):
 def ensure_suite(
     size: int = SUITE_SIZE, seed: int = SUITE_SEED, workers: int | None = None
 ) -> Path:
-    """The default synthetic suite in the cache (``cache_dir()/synthetic-v<version>-s<size>-
-    seed<seed>``, the generators' ``SUITE_VERSION``),
+    """The default synthetic suite in the cache (``cache_dir()/synthetic-s<size>-seed<seed>``),
     generated on first use (``workers`` processes, default: the CPUs, at most 8). Returns its root
     (with ``train``, ``val`` and ``ood`` inside)."""
-    from painter_cli.sources.synthetic import SUITE_VERSION
-
-    root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{size}-seed{seed}"
+    root = cache_dir() / f"synthetic-s{size}-seed{seed}"
     if not all((root / s / "index.json").is_file() for s in SUITE_SPLITS):
         if workers is None:
             from painter_cli.encode import nworkers_default

@@ -951,14 +951,13 @@ _PALETTE_MAX = 256
 
 def resolve_objective(kind: str, objective: str = "auto") -> str:
     """``loss`` (the model's masked smooth-L1), ``palette`` or ``heatmap``; ``auto`` picks
-    ``palette`` for the kinds decoded by nearest palette colour (semseg, instance), ``heatmap`` for
-    keypoints and ``loss`` otherwise."""
+    ``palette`` for the kinds decoded by nearest palette colour (semseg, instance) and ``loss``
+    otherwise (``heatmap``, for keypoints, is asked for: on the bundled model neither it nor the
+    loss finds a better keypoint prompt, so the default stays the training loss)."""
     if objective not in OBJECTIVES:
         raise PainterError(f"--objective {objective}: expected {', '.join(OBJECTIVES)}")
     if objective == "auto":
-        return {"semseg": "palette", "instance": "palette", "keypoints": "heatmap"}.get(
-            kind, "loss"
-        )
+        return "palette" if kind in ("semseg", "instance") else "loss"
     if objective == "palette" and kind not in ("semseg", "instance"):
         raise PainterError(
             f"--objective palette needs a palette task (semseg or instance), not {kind!r}",

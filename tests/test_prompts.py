@@ -299,9 +299,9 @@ def test_resolve_objective_and_palettes():
     from painter_cli.tasks import get_codec
 
     assert resolve_objective("semseg") == resolve_objective("instance") == "palette"
-    assert resolve_objective("keypoints") == "heatmap"
-    assert resolve_objective("depth") == resolve_objective("denoise") == "loss"
-    assert resolve_objective("semseg", "loss") == resolve_objective("keypoints", "loss") == "loss"
+    assert resolve_objective("keypoints", "heatmap") == "heatmap"
+    assert resolve_objective("depth") == resolve_objective("keypoints") == "loss"
+    assert resolve_objective("semseg", "loss") == "loss"
     with pytest.raises(PainterError, match="palette task"):
         resolve_objective("depth", "palette")
     with pytest.raises(PainterError, match="keypoints task"):
@@ -429,10 +429,8 @@ def test_prompt_tune_objective_option(world, tmp_path, cli_runner):
     assert report["objective"] == "palette" and report["metric"] == "miou"  # auto for semseg
 
 
-def test_prompt_tune_heatmap_objective_is_the_keypoint_default(
-    world, keypoint_shards, tmp_path, cli_runner
-):
-    args = _tune_args(world, tmp_path / "kp", 2)
+def test_prompt_tune_heatmap_objective_on_keypoints(world, keypoint_shards, tmp_path, cli_runner):
+    args = _tune_args(world, tmp_path / "kp", 2, "--objective", "heatmap")
     args[args.index("nyuv2-depth")] = "keypoints"  # the kind: one task of the data has it
     args[args.index(str(world["train"]))] = str(keypoint_shards)
     result = cli_runner.invoke(app, args)

@@ -14,7 +14,6 @@ from painter_cli.sources.synthetic import (
     SHAPES,
     SYNTHETIC_TASKS,
     SyntheticSource,
-    colour_block_centres,
     generate,
     render,
 )
@@ -104,40 +103,6 @@ def test_instances_decode_with_high_iou():
             gt = ids == k
             best = max((m & gt).sum() / (m | gt).sum() for m, _ in results)
             assert best > 0.9, (i, k, best)
-
-
-def test_colour_block_centres():
-    # Location cell a covers [a, a+1) * size / 79; a block is 20 cells, its centre cell 10.5.
-    np.testing.assert_allclose(colour_block_centres(79), [10.5, 30.5, 50.5, 70.5])
-    np.testing.assert_allclose(colour_block_centres(64)[0], 10.5 * 64 / 79)
-
-
-def _instance_ap(decode_what: str, n: int = 12) -> float:
-    from painter_cli.evaluation import target_instance_masks
-    from painter_cli.metrics import InstanceMeter
-
-    codec, meter = _codec("synthetic-instance"), InstanceMeter()
-    for i in range(n):
-        s = generate("synthetic-instance", i, size=SIZE)
-        decoded = codec.decode(s.target if decode_what == "target" else s.image)
-        masks = np.array([m for m, _ in decoded], bool).reshape(-1, SIZE, SIZE)
-        scores = np.array([score for _, score in decoded])
-        meter.update(masks, scores, target_instance_masks(s.target))
-    return meter.compute()["ap"]
-
-
-def test_instances_are_centred_in_colour_blocks_and_images_do_not_decode_as_instances():
-    # 1-3 instances whose location cells sit well inside a colour block (no colour jump nearby).
-    for i in range(12):
-        ids = generate("synthetic-instance", i, size=SIZE).extras["instance_ids"]
-        assert 1 <= ids.max() <= 3
-        for k in range(1, int(ids.max()) + 1):
-            ys, xs = np.nonzero(ids == k)
-            cells = ((np.array([xs.mean(), ys.mean()]) + 0.5) / SIZE * 79).astype(int) % 20
-            assert ((cells >= 3) & (cells <= 17)).all(), (i, k, cells)
-    # The banded shapes: a copy of the image (what a restoration prompt paints) is no instance map.
-    assert _instance_ap("target") == 100.0
-    assert _instance_ap("image") < 10.0
 
 
 def test_keypoints_decode_within_one_pixel():

@@ -32,7 +32,7 @@ def prompt_tune(
     objective: str = typer.Option(
         "auto",
         "--objective",
-        help="auto, loss, palette or heatmap (auto: palette for semseg/instance, heatmap for keypoints).",
+        help="auto, loss, palette or heatmap (keypoints); auto: palette for semseg/instance.",
     ),
     size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

@@ -8,8 +8,7 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
   ground at known depths (perspective-consistent sizes); ``nyuv2-depth``; extras ``depth_m``.
 * ``synthetic-semseg``: shapes of 6 classes (circle, square, triangle, star, ring, cross) in random
   colours on textured backgrounds; ``semseg`` with 6 classes and black as a background class.
-* ``synthetic-instance``: 1-3 banded shapes, possibly overlapping, centred near the codec's colour
-  blocks (see ``_instance``); ``coco-instance``; extras ``instance_ids``.
+* ``synthetic-instance``: 2-5 overlapping shapes; ``coco-instance``; extras ``instance_ids``.
 * ``synthetic-keypoints``: a stick figure with 7 keypoints (head, neck, hip, left/right hand,
   left/right foot; "left" = the one with the smaller x); ``keypoints``; extras ``keypoints``.
 * ``synthetic-denoise`` / ``synthetic-derain`` / ``synthetic-lowlight``: a clean scene degraded by
@@ -35,8 +34,6 @@ SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")  # semseg cla
 OOD_SHAPE = "crescent"  # never drawn outside synthetic-fgseg
 KEYPOINT_NAMES = ("head", "neck", "hip", "left_hand", "right_hand", "left_foot", "right_foot")
 SPLIT_COUNTS = {"train": 1000, "val": 100, "ood": 100}
-# Bumped whenever a generator changes, so a cached suite of another version is not reused.
-SUITE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -205,15 +202,14 @@ def _semseg(rng: np.random.Generator, size: int):
     return _to_uint8(img), labels, {}
 
 
-def _instance_colours_apart(ids: np.ndarray, codec, min_pixels: int) -> bool:
+def _instance_colours_apart(ids: np.ndarray, codec) -> bool:
     """Whether every two visible instances get palette colours at least 60 apart (L1), so the
-    official decoder (mean-abs distance < 19) cannot merge them; and none is under
-    ``min_pixels``."""
+    official decoder (mean-abs distance < 19) cannot merge them; and none is tiny."""
     painted = codec.encode(ids).astype(np.int64)
     cols = []
     for i in np.unique(ids[ids > 0]):
         m = ids == i
-        if m.sum() < min_pixels:
+        if m.sum() < 16:
             return False
         cols.append(painted[m][0])
     cols = np.array(cols)
@@ -221,61 +217,26 @@ def _instance_colours_apart(ids: np.ndarray, codec, min_pixels: int) -> bool:
     return bool((d >= 60).all())
 
 
-def colour_block_centres(size: int) -> np.ndarray:
-    """(4,) pixel coordinates of the centres of the ``coco-instance`` codec's 4 x 4 colour blocks
-    along one axis (location cell ``a`` covers ``[a, a + 1) * size / 79``, a block is 20 cells)."""
-    return np.array([(20 * g + 10.5) * size / 79 for g in range(4)], np.float64)
-
-
-def banded_texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) float32 0..255: a colour with bold two-tone bands (period 12-25 px at 64 px,
-    +-50..70 levels), so no single palette colour covers a shape painted with it."""
-    base = rng.uniform(60, 195, 3)
-    field = smooth_field(rng, size, int(rng.integers(2, 6)), 3) - 0.5
-    xs, ys = _grid(size)
-    freq = rng.uniform(0.04, 0.08) * 64 / size
-    theta = rng.uniform(0, np.pi)
-    bands = np.sign(np.sin(freq * (xs * np.cos(theta) + ys * np.sin(theta)) * 2 * np.pi))
-    img = base[None, None] + 40 * field + rng.uniform(50, 70) * bands[..., None]
-    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.float32)
-
-
 def _instance(rng: np.random.Generator, size: int):
-    """1-3 shapes (radius 15-25 % of the side, each >= 60 % visible, overlaps allowed), centred
-    within 1.5 px (at 64 px) of a colour-block centre and painted with bold bands.
-
-    Why: the codec's location colour jumps at the block edges (R by block, G/B a saw-tooth inside
-    each block), so a centre anywhere makes the colour a function a CPU-sized model cannot learn
-    (it paints the mean colour); near block centres it varies smoothly. The bands stop a copy of
-    the image (what a restoration prompt paints) from decoding into instance masks: a blurred copy
-    scores ~0 AP here against ~29 AP with flat-coloured shapes."""
     from painter_cli.tasks import get_codec
 
     codec = get_codec("coco-instance")
-    centres = colour_block_centres(size)
-    min_pixels = max(4, round(16 * (size / 64) ** 2))
-    want = int(rng.integers(1, 4))
-    for attempt in range(90):
-        n = max(1, want - attempt // 30)
+    want = int(rng.integers(2, 6))
+    for attempt in range(60):
+        n = max(1, want - attempt // 20)
         img = texture(rng, size)
         ids = np.zeros((size, size), np.int32)
-        areas = []
-        for i, cell in enumerate(rng.choice(16, n, replace=False), 1):
-            kind = SHAPES[int(rng.integers(len(SHAPES)))]
-            cx, cy = centres[[cell % 4, cell // 4]] + rng.uniform(-1.5, 1.5, 2) * size / 64
-            r = rng.uniform(0.15, 0.25) * size
-            mask = shape_mask(kind, size, cx, cy, r, rng.uniform(0, 2 * np.pi))
+        for i in range(1, n + 1):
+            _, mask = _random_shape(rng, size, SHAPES, 0.12, 0.25)
             ids[mask] = i
-            areas.append(int(mask.sum()))
-            img[mask] = banded_texture(rng, size)[mask]
-        visible = all((ids == i).sum() >= 0.6 * a for i, a in enumerate(areas, 1))
-        if visible and _instance_colours_apart(ids, codec, min_pixels):
+            img[mask] = texture(rng, size)[mask]
+        # Renumber the visible instances 1..N (an instance may be fully occluded).
+        present = np.unique(ids[ids > 0])
+        lut = np.zeros(n + 1, np.int32)
+        lut[present] = np.arange(1, present.size + 1)
+        ids = lut[ids]
+        if present.size and _instance_colours_apart(ids, codec):
             break
-    # Renumber the visible instances 1..N (the last attempt is kept even if one is hidden).
-    present = np.unique(ids[ids > 0])
-    lut = np.zeros(ids.max() + 1, np.int32)
-    lut[present] = np.arange(1, present.size + 1)
-    ids = lut[ids]
     return _to_uint8(img), ids, {"instance_ids": ids}
 
 
