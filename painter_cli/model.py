@@ -42,6 +42,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ATTN_IMPLS = ("fused", "bias", "reference")
 LOSS_VARIANTS = ("painter", "seggpt")
+# The official ignore rule drops a sample whose de-normalised visible target sums to < 300 on its
+# 896 x 448 canvas (an almost black target). The sum grows with the canvas area, so the threshold
+# is scaled by it: exactly 300 at 896 x 448, 1.5 at 64 x 32 (where an absolute 300 would drop
+# nearly half of the instance and keypoint canvases, above all the half-masked ones).
+DARK_TARGET_SUM = 300.0
+DARK_TARGET_CANVAS = (896, 448)
+
+
+def dark_target_threshold(height: int, width: int) -> float:
+    """The visible-target sum below which ``loss_variant="painter"`` ignores a sample of an
+    ``height`` x ``width`` canvas (de-normalised [0, 1] units, all channels)."""
+    return DARK_TARGET_SUM * height * width / (DARK_TARGET_CANVAS[0] * DARK_TARGET_CANVAS[1])
+
+
 SEG_TYPES = {"semantic": 0, "instance": 1}
 
 
@@ -634,8 +648,9 @@ class Painter(nn.Module):
         """Masked smooth-L1 (beta 0.01) between ``pred`` and ``tgts`` (both (N, 3, H, W),
         normalised), over masked pixels only, weighted by ``valid`` ((N, 3, H, W), None = ones).
 
-        ``loss_variant="painter"``: a sample whose de-normalised visible target sums to < 300
-        (an (almost) black visible target) is ignored, and the denominator gets +1e-2, as in the
+        ``loss_variant="painter"``: a sample whose de-normalised visible target sums to less than
+        ``dark_target_threshold(H, W)`` (300 on the official 896 x 448 canvas, scaled by the area:
+        an (almost) black visible target) is ignored, and the denominator gets +1e-2, as in the
         official code. Unlike the official code the caller's ``valid`` is never modified.
         ``loss_variant="seggpt"``: no ignore rule, no +1e-2. Computed in fp32. Returns a scalar.
         """
@@ -651,7 +666,8 @@ class Painter(nn.Module):
         painter = self.config.loss_variant == "painter"
         if painter:
             visible = (denormalize(tgts) * (1 - pix)).sum(dim=(1, 2, 3))
-            weight = weight * (visible >= 300).to(tgts.dtype).view(n, 1, 1, 1)
+            keep = visible >= dark_target_threshold(h, w)
+            weight = weight * keep.to(tgts.dtype).view(n, 1, 1, 1)
         loss = F.smooth_l1_loss(pred, tgts, reduction="none", beta=self.config.smooth_l1_beta)
         denom = weight.sum() + 1e-2 if painter else weight.sum().clamp_min(1e-12)
         return (loss * weight).sum() / denom

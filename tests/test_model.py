@@ -222,6 +222,28 @@ def test_dark_visible_target_is_ignored_for_painter_only():
     assert torch.equal(valid, torch.ones_like(tgts))
 
 
+def test_dark_target_threshold_scales_with_the_canvas():
+    from painter_cli.model import dark_target_threshold
+
+    assert dark_target_threshold(896, 448) == 300.0  # the official canvas: the official rule
+    assert dark_target_threshold(64, 32) == pytest.approx(300 * 2048 / 401408)  # ~1.53
+    painter = build_model("painter-tiny")
+
+    def loss_with_visible_sum(total: float, h: int, w: int) -> float:
+        # visible top half: one pixel of brightness total/3 per channel, the rest black
+        tgts = torch.zeros(1, 3, h, w)
+        tgts[0, :, 0, 0] = total / 3
+        mask = torch.zeros(1, h // 8, w // 8)
+        mask[:, h // 16 :] = 1
+        tgts = normalize(tgts)
+        return painter.forward_loss(tgts + 1.0, tgts, mask).item()
+
+    assert loss_with_visible_sum(1.0, 64, 32) == 0.0  # under 1.53: dropped
+    assert loss_with_visible_sum(2.0, 64, 32) > 0.9  # a dim prompt target counts on a small canvas
+    assert loss_with_visible_sum(299.0, 896, 448) == 0.0
+    assert loss_with_visible_sum(301.0, 896, 448) > 0.9
+
+
 def test_grad_checkpointing_gives_the_same_gradients():
     imgs, tgts, mask = tiny_batch()
     grads = []
