@@ -44,8 +44,8 @@ ATTN_IMPLS = ("fused", "bias", "reference")
 LOSS_VARIANTS = ("painter", "seggpt")
 # The official ignore rule drops a sample whose de-normalised visible target sums to < 300 on its
 # 896 x 448 canvas (an almost black target). The sum grows with the canvas area, so the threshold
-# is scaled by it: exactly 300 at 896 x 448, 1.5 at 64 x 32 (where an absolute 300 would drop
-# nearly half of the instance and keypoint canvases, above all the half-masked ones).
+# is scaled by it: exactly 300 at 896 x 448, 1.5 at 64 x 32 (where an absolute 300 drops nearly
+# half of the synthetic instance and keypoint canvases, whose targets are mostly black).
 DARK_TARGET_SUM = 300.0
 DARK_TARGET_CANVAS = (896, 448)
 
