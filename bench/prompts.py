@@ -163,7 +163,6 @@ def main() -> None:
                 passes=report["forward_passes"],
                 naive=report["naive_evaluations"],
                 probes=len(probes),
-                tune_probes=len(tune_probes),
                 held=len(held),
                 seconds=time.perf_counter() - t0,
             )

@@ -952,8 +952,8 @@ _PALETTE_MAX = 256
 def resolve_objective(kind: str, objective: str = "auto") -> str:
     """``loss`` (the model's masked smooth-L1), ``palette`` or ``heatmap``; ``auto`` picks
     ``palette`` for the kinds decoded by nearest palette colour (semseg, instance) and ``loss``
-    otherwise (``heatmap``, for keypoints, is asked for: on the bundled model neither it nor the
-    loss finds a better keypoint prompt, so the default stays the training loss)."""
+    otherwise (``heatmap``, for keypoints, is opt-in: on the bundled model neither it nor the loss
+    finds a better keypoint prompt, so the default stays the training loss)."""
     if objective not in OBJECTIVES:
         raise PainterError(f"--objective {objective}: expected {', '.join(OBJECTIVES)}")
     if objective == "auto":
@@ -1052,8 +1052,7 @@ def heatmap_loss(
     prob = torch.softmax(-(painted[:, None, 1:] - cols).abs().sum(2) / PALETTE_TEMPERATURE, 1)
     heat = painted[:, None, 0].clamp(0, 255) / 255.0 * prob[:, :k]  # (N, K, S, S)
     logits = heat.flatten(2) / temperature  # (N, K, S*S)
-    ce = torch.nn.functional.cross_entropy(logits[present], index[present], reduction="mean")
-    return ce
+    return torch.nn.functional.cross_entropy(logits[present], index[present], reduction="mean")
 
 
 class PromptTuner:
