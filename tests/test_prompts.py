@@ -246,6 +246,13 @@ def test_prompt_select_cli_error_is_one_line(world, tmp_path, cli_runner):
 # Prompt tuning
 
 
+def assert_frozen(model, before: dict) -> None:
+    """Every weight is bitwise as in ``before`` and no gradient is stored on the model."""
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_tuner_freezes_model_and_lowers_loss_on_a_fixed_batch(world):
     train = ShardReader(world["train"])
     model = build_model("painter-tiny", seed=0).eval()
@@ -261,9 +268,7 @@ def test_tuner_freezes_model_and_lowers_loss_on_a_fixed_batch(world):
     tuned = tuner.prompt()
     assert not torch.equal(tuned.image, init.image)
     assert not torch.equal(tuned.target, init.target)
-    for name, value in model.state_dict().items():
-        assert torch.equal(value, before[name]), name
-    assert all(p.grad is None for p in model.parameters())
+    assert_frozen(model, before)
     assert all(p.requires_grad for p in model.parameters())  # flags restored
     lo = (0 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     assert (tuned.image >= lo.view(3, 1, 1) - 1e-6).all()  # clamped to displayable pixels
@@ -376,9 +381,7 @@ def test_palette_tuner_freezes_model_and_lowers_its_objective(world):
     losses = [tuner.step(images, targets, valid) for _ in range(6)]
     tuner.close()
     assert losses[-1] < losses[0]
-    for name, value in model.state_dict().items():
-        assert torch.equal(value, before[name]), name
-    assert all(p.grad is None for p in model.parameters())
+    assert_frozen(model, before)
 
 
 @pytest.fixture(scope="module")
@@ -404,9 +407,7 @@ def test_heatmap_tuner_freezes_model_and_lowers_its_objective(keypoint_shards):
     tuner.close()
     assert math.log(32 * 32) - 1 < losses[0] < math.log(32 * 32) + 1  # an untrained model: ~flat
     assert losses[-1] < losses[0]
-    for name, value in model.state_dict().items():
-        assert torch.equal(value, before[name]), name
-    assert all(p.grad is None for p in model.parameters())
+    assert_frozen(model, before)
     with pytest.raises(PainterError, match="class colours"):
         PromptTuner(model, store.pair(0), objective="heatmap")
 
