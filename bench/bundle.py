@@ -42,12 +42,11 @@ from painter_cli.sources.synthetic import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_REF = ROOT / "tests" / "data" / "bundled_depth_painted.npy"
-# The two training stages (stage 2 starts from stage 1's run directory, see its run.init).
-RECIPES = [
-    "painter_cli/assets/recipes/bundled-tiny.toml",
-    "painter_cli/assets/recipes/bundled-tiny-stage2.toml",
+# The training stages (stage k starts from stage k-1's run directory, see its run.init).
+RECIPES = ["painter_cli/assets/recipes/bundled-tiny.toml"] + [
+    f"painter_cli/assets/recipes/bundled-tiny-stage{k}.toml" for k in range(2, 6)
 ]
-RUNS = ["runs/bundled-tiny", "runs/bundled-tiny-2"]
+RUNS = ["runs/bundled-tiny"] + [f"runs/bundled-tiny-{k}" for k in range(2, 6)]
 # The train sample each in-domain prompt comes from (1: several objects in every task).
 PROMPT_INDEX = 1
 
@@ -137,7 +136,7 @@ def write_model(checkpoint: str, limit: int, prompts: dict[str, str]) -> None:
         if key in data:
             data[key] = []
     if doc.get("run", {}).get("run", {}).get("init"):
-        doc["run"]["run"]["init"] = RUNS[0]
+        doc["run"]["run"]["init"] = RUNS[-2]  # the stage before the bundled one
     (tmp / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
     suite = ensure_suite()
     table = incontext.incontext_table(tmp, suite, limit)

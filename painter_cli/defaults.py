@@ -14,7 +14,7 @@ found the same way in a checkout, an editable install and a wheel; the repositor
       models/bundled-tiny/   model.safetensors, config.json (a ``painter-checkpoint``), metrics.json
       prompts/<task>/        image.png + target.png, one pair per synthetic task
       examples/<task>.png    a query image per synthetic task (val split, not a prompt)
-      recipes/bundled-tiny.toml
+      recipes/bundled-tiny*.toml the training recipe, in stages (stage 1, stage2 .. stage5)
       grid.png               rows = tasks; prompt image, prompt target, query, painted, truth
 """
 
@@ -36,6 +36,9 @@ BUNDLED_MODEL = "bundled-tiny"
 SUITE_SPLITS = ("train", "val", "ood")
 SUITE_SIZE = 64  # generation side in pixels (the bundled model was trained at this size)
 SUITE_SEED = 0
+# Bumped whenever a generator changes what it draws, so a cached suite of another version is not
+# reused (the cache folder is named after it).
+SUITE_VERSION = 2
 CACHE_ENV = "PAINTER_CACHE"
 
 
@@ -223,10 +226,11 @@ def _map(fn, jobs: list, workers: int):
 def ensure_suite(
     size: int = SUITE_SIZE, seed: int = SUITE_SEED, workers: int | None = None
 ) -> Path:
-    """The default synthetic suite in the cache (``cache_dir()/synthetic-s<size>-seed<seed>``),
+    """The default synthetic suite in the cache
+    (``cache_dir()/synthetic-v<SUITE_VERSION>-s<size>-seed<seed>``),
     generated on first use (``workers`` processes, default: the CPUs, at most 8). Returns its root
     (with ``train``, ``val`` and ``ood`` inside)."""
-    root = cache_dir() / f"synthetic-s{size}-seed{seed}"
+    root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{size}-seed{seed}"
     if not all((root / s / "index.json").is_file() for s in SUITE_SPLITS):
         if workers is None:
             from painter_cli.encode import nworkers_default

@@ -105,6 +105,27 @@ def test_instances_decode_with_high_iou():
             assert best > 0.9, (i, k, best)
 
 
+def test_instances_sit_on_the_colour_blocks_and_are_banded():
+    # Each shape is centred on one of the codec's 4x4 colour blocks (jitter +-1.5 px at 64 px), so
+    # its local cell (G and B level, 0..19) is near the block's middle, 10, unless occlusion moved
+    # its mass centre; a uniform placement would put a quarter of them in 8..12.
+    locals_, blocks = [], []
+    for i in range(40):
+        s = generate("synthetic-instance", i, size=64)
+        ids = s.extras["instance_ids"]
+        assert 1 <= ids.max() <= 3
+        for k in range(1, int(ids.max()) + 1):
+            colour = s.target[ids == k][0].astype(int)
+            blocks.append((255 - colour[0]) // 15)
+            locals_ += [(255 - colour[1]) // 13, (255 - colour[2]) // 13]
+            # Bold bands: two tones ~300 apart (sum of channels; a semseg shape spreads ~100).
+            tone = s.image[ids == k].astype(int).sum(-1)
+            assert np.percentile(tone, 90) - np.percentile(tone, 10) > 250, (i, k)
+    locals_ = np.array(locals_)
+    assert ((locals_ >= 8) & (locals_ <= 12)).mean() > 0.75
+    assert len(set(blocks)) == 16  # every block is used
+
+
 def test_keypoints_decode_within_one_pixel():
     codec = _codec("synthetic-keypoints")
     assert codec.num_keypoints == len(KEYPOINT_NAMES) and (codec.width, codec.height) == (48, 48)

@@ -7,10 +7,13 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
 * ``synthetic-depth``: a textured ground plane under a back wall, with shapes standing on the
   ground at known depths (perspective-consistent sizes); ``nyuv2-depth``; extras ``depth_m``.
 * ``synthetic-semseg``: shapes of 6 classes (circle, square, triangle, star, ring, cross) in random
-  colours on textured backgrounds; ``semseg`` with 6 classes and black as a background class.
-* ``synthetic-instance``: 2-5 overlapping shapes; ``coco-instance``; extras ``instance_ids``.
+  colours on textured backgrounds, half of the scenes with a stick figure (background);
+  ``semseg`` with 6 classes and black as a background class.
+* ``synthetic-instance``: 1-3 overlapping shapes with bold two-tone bands, each centred on one of
+  the location palette's 4x4 colour blocks; ``coco-instance``; extras ``instance_ids``.
 * ``synthetic-keypoints``: a stick figure with 7 keypoints (head, neck, hip, left/right hand,
-  left/right foot; "left" = the one with the smaller x); ``keypoints``; extras ``keypoints``.
+  left/right foot; "left" = the one with the smaller x) over 0-3 semseg-like shapes;
+  ``keypoints``; extras ``keypoints``.
 * ``synthetic-denoise`` / ``synthetic-derain`` / ``synthetic-lowlight``: a clean scene degraded by
   Gaussian noise / bright slanted streaks / a dark gamma curve plus noise; ``restoration``.
 * ``synthetic-fgseg`` (split ``ood`` only, never in train): foreground segmentation of an unseen
@@ -199,17 +202,20 @@ def _semseg(rng: np.random.Generator, size: int):
         _, mask = _random_shape(rng, size, (SHAPES[k],))
         labels[mask] = k + 1
         img[mask] = texture(rng, size)[mask]
+    if rng.uniform() < 0.5:  # a stick figure is background here (see _keypoints)
+        labels[_draw_figure(rng, img, _figure_points(rng, size))] = 0
     return _to_uint8(img), labels, {}
 
 
-def _instance_colours_apart(ids: np.ndarray, codec) -> bool:
+def _instance_colours_apart(ids: np.ndarray, codec, min_pixels: int) -> bool:
     """Whether every two visible instances get palette colours at least 60 apart (L1), so the
-    official decoder (mean-abs distance < 19) cannot merge them; and none is tiny."""
+    official decoder (mean-abs distance < 19) cannot merge them; and none is under
+    ``min_pixels``."""
     painted = codec.encode(ids).astype(np.int64)
     cols = []
     for i in np.unique(ids[ids > 0]):
         m = ids == i
-        if m.sum() < 16:
+        if m.sum() < min_pixels:
             return False
         cols.append(painted[m][0])
     cols = np.array(cols)
@@ -217,25 +223,53 @@ def _instance_colours_apart(ids: np.ndarray, codec) -> bool:
     return bool((d >= 60).all())
 
 
+def block_centres(size: int) -> np.ndarray:
+    """(4,) shape-centre coordinates (px, ``_grid`` convention) whose mass centre falls in the
+    middle cell of each of the instance codec's 4 colour blocks along an axis (cell ``a`` holds
+    pixel indices ``[a, a + 1) * size / 79``)."""
+    return (np.arange(4) * 20 + 10.5) * size / 79 + 0.5
+
+
+def banded_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) float32 0..255: a colour cut by bold two-tone bands (period 12-25 px at
+    64 px), a texture that no background or restoration scene has."""
+    base = rng.uniform(60, 195, 3)
+    field = smooth_field(rng, size, int(rng.integers(2, 6)), 3) - 0.5
+    xs, ys = _grid(size)
+    freq = rng.uniform(0.04, 0.08) * 64 / size
+    theta = rng.uniform(0, np.pi)
+    bands = np.sign(np.sin(freq * (xs * np.cos(theta) + ys * np.sin(theta)) * 2 * np.pi))
+    img = base[None, None] + 40 * field + rng.uniform(50, 70) * bands[..., None]
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.float32)
+
+
 def _instance(rng: np.random.Generator, size: int):
+    # Why this design (measured with the tiny model, see the README): shapes are centred on the
+    # codec's colour blocks, so a shape's colour is nearly constant and learnable at 32 px; and
+    # they are banded, so a prompt of another task that copies the image (restoration) paints
+    # stripes that decode to no instance, instead of flat shapes that decode by chance.
     from painter_cli.tasks import get_codec
 
     codec = get_codec("coco-instance")
-    want = int(rng.integers(2, 6))
-    for attempt in range(60):
-        n = max(1, want - attempt // 20)
+    centres = block_centres(size)
+    jitter = 1.5 * size / 64
+    want = int(rng.integers(1, 4))
+    for attempt in range(100):
+        n = max(1, want - attempt // 30)
         img = texture(rng, size)
         ids = np.zeros((size, size), np.int32)
-        for i in range(1, n + 1):
-            _, mask = _random_shape(rng, size, SHAPES, 0.12, 0.25)
+        areas = []
+        for i, cell in enumerate(rng.choice(16, n, replace=False), 1):
+            kind = SHAPES[int(rng.integers(len(SHAPES)))]
+            r = rng.uniform(0.15, 0.25) * size
+            cx = centres[cell % 4] + rng.uniform(-jitter, jitter)
+            cy = centres[cell // 4] + rng.uniform(-jitter, jitter)
+            mask = shape_mask(kind, size, cx, cy, r, rng.uniform(0, 2 * np.pi))
             ids[mask] = i
-            img[mask] = texture(rng, size)[mask]
-        # Renumber the visible instances 1..N (an instance may be fully occluded).
-        present = np.unique(ids[ids > 0])
-        lut = np.zeros(n + 1, np.int32)
-        lut[present] = np.arange(1, present.size + 1)
-        ids = lut[ids]
-        if present.size and _instance_colours_apart(ids, codec):
+            areas.append(mask.sum())
+            img[mask] = banded_texture(rng, size)[mask]
+        visible = all((ids == i).sum() >= 0.6 * a for i, a in enumerate(areas, 1))
+        if visible and _instance_colours_apart(ids, codec, max(4, 24 * size * size // 4096)):
             break
     return _to_uint8(img), ids, {"instance_ids": ids}
 
@@ -266,23 +300,40 @@ def _figure(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.array([head, neck, hip, arms[0], arms[1], legs[0], legs[1]], np.float64)
 
 
-def _keypoints(rng: np.random.Generator, size: int):
+def _figure_points(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(7, 2) keypoints (x, y px) of a stick figure inside the image, no two closer than 3 px."""
     for _ in range(100):
         pts = _figure(rng, size)
         inside = ((pts >= 2) & (pts <= size - 3)).all()
         d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1)) + np.eye(len(pts)) * 99
         if inside and d.min() >= 3:
             break
-    img = texture(rng, size)
+    return pts
+
+
+def _draw_figure(rng: np.random.Generator, img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Paint the stick figure ``pts`` in one random colour into ``img``; returns its mask."""
+    size = img.shape[0]
     xs, ys = _grid(size)
-    colour = rng.uniform(0, 255, 3)
     width = max(1.0, 0.03 * size)
     bones = [(0, 1), (1, 2), (1, 3), (1, 4), (2, 5), (2, 6)]
     body = np.zeros((size, size), bool)
     for a, b in bones:
         body |= _segment_distance(xs, ys, pts[a], pts[b]) <= width
     body |= np.hypot(xs - pts[0, 0], ys - pts[0, 1]) <= 0.08 * size + width
-    img[body] = colour
+    img[body] = rng.uniform(0, 255, 3)
+    return body
+
+
+def _keypoints(rng: np.random.Generator, size: int):
+    pts = _figure_points(rng, size)
+    # The same clutter as a semseg scene (whose scenes hold a figure half the time), so the query
+    # alone does not tell keypoints from semseg: the prompt has to.
+    img = texture(rng, size)
+    for _ in range(int(rng.integers(0, 4))):
+        _, mask = _random_shape(rng, size, SHAPES)
+        img[mask] = texture(rng, size)[mask]
+    _draw_figure(rng, img, pts)
     kps = np.concatenate([pts, np.full((len(pts), 1), 2.0)], axis=1).astype(np.float32)
     return _to_uint8(img), kps, {"keypoints": kps}
 
