@@ -144,6 +144,25 @@ def test_bundled_model_paints_the_committed_reference():
     np.testing.assert_allclose(painted, expected, atol=2e-3)
 
 
+def test_recipes_chain_and_match_the_bundled_model():
+    # The committed recipe is what trained the bundled model: stage k starts from stage k-1's run,
+    # and the model's recorded run config is the last stage's recipe resolved (paths emptied).
+    from painter_cli.config import resolve, to_dict
+
+    folder = defaults.ASSETS / "recipes"
+    names = ["bundled-tiny.toml"] + [f"bundled-tiny-stage{k}.toml" for k in range(2, 6)]
+    assert sorted(p.name for p in folder.glob("bundled-tiny*.toml")) == sorted(names)
+    recipes = [folder / n for n in names]
+    cfgs = [resolve(r) for r in recipes]
+    assert cfgs[0].run.init in (None, "")
+    for k, cfg in enumerate(cfgs[1:], 2):
+        assert cfg.run.init == ("runs/bundled-tiny" if k == 2 else f"runs/bundled-tiny-{k - 1}")
+    assert sum(c.schedule.steps for c in cfgs) == 22000
+    assert all("synthetic-fgseg" not in c.data.weights for c in cfgs)  # the ood task stays unseen
+    recorded = json.loads((defaults.bundled_model() / "config.json").read_text())["run"]
+    assert recorded == to_dict(cfgs[-1])
+
+
 def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path):
     out = tmp_path / "pred"
     env = {**os.environ, "PAINTER_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
