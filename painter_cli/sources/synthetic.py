@@ -226,8 +226,11 @@ def _instance_colours_apart(ids: np.ndarray, codec, min_pixels: int) -> bool:
 def block_centres(size: int) -> np.ndarray:
     """(4,) shape-centre coordinates (px, ``_grid`` convention) whose mass centre falls in the
     middle cell of each of the instance codec's 4 colour blocks along an axis (cell ``a`` holds
-    pixel indices ``[a, a + 1) * size / 79``)."""
-    return (np.arange(4) * 20 + 10.5) * size / 79 + 0.5
+    pixel indices ``[a, a + 1) * size / (GRID - 1)``)."""
+    from painter_cli.tasks.instance import GRID, LOCAL
+
+    blocks = np.arange(GRID // LOCAL)
+    return (blocks * LOCAL + LOCAL / 2 + 0.5) * size / (GRID - 1) + 0.5
 
 
 def banded_texture(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -32,18 +32,18 @@ from painter_cli.tasks.base import (
 )
 
 GRID = 80
-_LOCAL = 20
+LOCAL = 20  # local cells per colour block and axis (GRID = 4 blocks x LOCAL)
 R_STEP = 255 // 16  # 15
 GB_STEP = 256 // 20 + 1  # 13
 _R_LEVELS = (255 - np.arange(16) * R_STEP).astype(np.float32)  # index gy*4 + gx
-_GB_LEVELS = (255 - np.arange(_LOCAL) * GB_STEP).astype(np.float32)  # index ly (G) or lx (B)
+_GB_LEVELS = (255 - np.arange(LOCAL) * GB_STEP).astype(np.float32)  # index ly (G) or lx (B)
 
 
 def location_colour(ax: np.ndarray | int, ay: np.ndarray | int) -> np.ndarray:
     """RGB uint8 colour(s) of grid cell(s) ``(ax, ay)`` (column, row), each in 0..79."""
     ax, ay = np.asarray(ax), np.asarray(ay)
-    gx, lx = np.divmod(ax, _LOCAL)
-    gy, ly = np.divmod(ay, _LOCAL)
+    gx, lx = np.divmod(ax, LOCAL)
+    gy, ly = np.divmod(ay, LOCAL)
     rgb = np.stack([255 - (gy * 4 + gx) * R_STEP, 255 - ly * GB_STEP, 255 - lx * GB_STEP], -1)
     return rgb.astype(np.uint8)
 
@@ -168,7 +168,7 @@ class InstanceCodec(Codec):
             g, ly, lx = lv_r[u, i], lv_g[u, j], lv_b[u, k]
             gy, gx = np.divmod(g, 4)
             pu_parts.append(u + s)
-            pc_parts.append((gy * _LOCAL + ly) * GRID + gx * _LOCAL + lx)
+            pc_parts.append((gy * LOCAL + ly) * GRID + gx * LOCAL + lx)
         pair_u = np.concatenate(pu_parts)
         pair_c = np.concatenate(pc_parts)
         pair_d = np.concatenate(pd_parts).astype(np.float64)
