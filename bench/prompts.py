@@ -9,12 +9,14 @@ for selection or tuning: they come from ``--heldout`` shards, else from the ``--
 samples left after both probe sets.
 Scores are the task's set-level headline metric (``evaluation.evaluate``), or the masked loss for
 tasks without one. Also printed: forward passes of the halving search against all pairs x all
-probes.
+probes, and ``r``, the correlation across the random prompts of their scores on the tuning probes
+and on the held-out queries: how consistently the model's result depends on its prompt's content
+(near 0: prompts of the task differ by noise only, and no search or tuning gain can carry over).
 
     python bench/prompts.py --checkpoint CKPT --data TRAIN_SHARDS --probe VAL_SHARDS
         [--heldout TEST_SHARDS] [--tasks T ...] [--candidates 16] [--probe-size 16]
         [--heldout-size 48] [--tune-probe-size M] [--random 10] [--steps 150] [--lr 0.01]
-        [--objective auto]
+        [--objective loss]
         [--out WORKDIR]
 """
 
@@ -50,9 +52,7 @@ def main() -> None:
     ap.add_argument("--min-probes", type=int, default=4)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument(
-        "--objective", default="auto", help="auto, loss, palette or heatmap (prompt-tune)"
-    )
+    ap.add_argument("--objective", default="loss", help="loss, palette or heatmap (prompt-tune)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -125,6 +125,11 @@ def main() -> None:
         pool = [int(i) for i in train.indices(task)]
         rand_idx = np.random.default_rng(args.seed + 1).permutation(pool)[: args.random]
         random_scores = [on_held.set_score(store.pair(int(i)), held) for i in rand_idx]
+        # The same random prompts on the tuning probes: if their ranking there does not carry over
+        # to the held-out queries (r near 0), the model does not use its prompt's content for this
+        # task and neither search nor tuning can gain more than the metric's noise.
+        on_tune = [on_probe.set_score(store.pair(int(i)), tune_probes) for i in rand_idx]
+        r = float(np.corrcoef(on_tune, random_scores)[0, 1]) if len(rand_idx) > 2 else math.nan
         selected = on_held.set_score(best, held)
         tune_prompt(
             model,
@@ -158,6 +163,7 @@ def main() -> None:
                 hib=hib,
                 random=float(np.nanmean(random_scores)),
                 random_std=float(np.nanstd(random_scores)),
+                r=r,
                 selected=selected,
                 tuned=tuned,
                 passes=report["forward_passes"],
@@ -185,7 +191,7 @@ def _print(rows: list[dict], header: bool) -> None:
     if header:
         print(
             f"{'task':<20} {'metric':<6} {'random (mean±sd)':>18} {'selected':>9} {'tuned':>9} "
-            f"{'sel/rand':>8} {'tun/sel':>8} {'passes/naive':>13} {'probe':>5} {'held':>5} {'s':>5}"
+            f"{'sel/rand':>8} {'tun/sel':>8} {'r':>5} {'passes/naive':>13} {'probe':>5} {'held':>5} {'s':>5}"
         )
     for r in rows:
         sense = "↑" if r["hib"] else "↓"
@@ -194,7 +200,7 @@ def _print(rows: list[dict], header: bool) -> None:
         ratio_t = r["tuned"] / r["selected"] if r["selected"] else float("nan")
         print(
             f"{r['task']:<20} {r['metric'] + sense:<6} {rand:>18} {r['selected']:>9.4f} "
-            f"{r['tuned']:>9.4f} {ratio_s:>8.3f} {ratio_t:>8.3f} "
+            f"{r['tuned']:>9.4f} {ratio_s:>8.3f} {ratio_t:>8.3f} {r['r']:>5.2f} "
             f"{r['passes']:>6}/{r['naive']:<6} {r['probes']:>5} {r['held']:>5} {r['seconds']:>5.0f}"
         )
 

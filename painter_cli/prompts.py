@@ -939,7 +939,7 @@ def _pixel_bounds(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (0 - mean) / std, (1 - mean) / std
 
 
-OBJECTIVES = ("auto", "loss", "palette", "heatmap")
+OBJECTIVES = ("loss", "palette", "heatmap")
 # Pixel-unit temperature of the palette objective: an L1 distance gap of 10 levels is one nat.
 PALETTE_TEMPERATURE = 10.0
 # Heat temperature of the heatmap objective: a heat gap of 0.05 (13 levels of R) is one nat.
@@ -949,15 +949,13 @@ HEAT_TEMPERATURE = 0.05
 _PALETTE_MAX = 256
 
 
-def resolve_objective(kind: str, objective: str = "auto") -> str:
-    """``loss`` (the model's masked smooth-L1), ``palette`` or ``heatmap``; ``auto`` picks
-    ``palette`` for the kinds decoded by nearest palette colour (semseg, instance) and ``loss``
-    otherwise (``heatmap``, for keypoints, is opt-in: on the bundled model neither it nor the loss
-    finds a better keypoint prompt, so the default stays the training loss)."""
+def resolve_objective(kind: str, objective: str = "loss") -> str:
+    """Check that ``objective`` suits a task of ``kind``: ``loss`` (the model's masked smooth-L1,
+    the default for every kind), ``palette`` (semseg, instance) or ``heatmap`` (keypoints). The
+    two decoder-aligned objectives are opt-in: on the bundled model neither beats the loss on
+    held-out queries (the palette one lowers held-out mIoU while its own value falls)."""
     if objective not in OBJECTIVES:
         raise PainterError(f"--objective {objective}: expected {', '.join(OBJECTIVES)}")
-    if objective == "auto":
-        return "palette" if kind in ("semseg", "instance") else "loss"
     if objective == "palette" and kind not in ("semseg", "instance"):
         raise PainterError(
             f"--objective palette needs a palette task (semseg or instance), not {kind!r}",
@@ -1363,7 +1361,7 @@ class TuneSettings:
     val_every: int = 25
     save_every: int = 25
     score: str = "auto"
-    objective: str = "auto"
+    objective: str = "loss"
     size: int | None = None
     device: str = "auto"
     seed: int = 0

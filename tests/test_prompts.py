@@ -303,7 +303,8 @@ def test_palette_loss_literal_values():
 def test_resolve_objective_and_palettes():
     from painter_cli.tasks import get_codec
 
-    assert resolve_objective("semseg") == resolve_objective("instance") == "palette"
+    assert resolve_objective("semseg") == resolve_objective("instance") == "loss"
+    assert resolve_objective("instance", "palette") == "palette"
     assert resolve_objective("keypoints", "heatmap") == "heatmap"
     assert resolve_objective("depth") == resolve_objective("keypoints") == "loss"
     assert resolve_objective("semseg", "loss") == "loss"
@@ -422,12 +423,14 @@ def _tune_args(world, out, steps, *extra):
 def test_prompt_tune_objective_option(world, tmp_path, cli_runner):
     bad = cli_runner.invoke(app, _tune_args(world, tmp_path / "a", 2, "--objective", "palette"))
     assert bad.exit_code == 1 and "--objective palette needs a palette task" in bad.output
-    args = _tune_args(world, tmp_path / "b", 2)
+    args = _tune_args(world, tmp_path / "b", 2, "--objective", "palette")
     args[args.index("nyuv2-depth")] = "ade20k-semseg"
     ok = cli_runner.invoke(app, args)
     assert ok.exit_code == 0, ok.output
     report = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert report["objective"] == "palette" and report["metric"] == "miou"  # auto for semseg
+    assert report["objective"] == "palette" and report["metric"] == "miou"
+    bad = cli_runner.invoke(app, _tune_args(world, tmp_path / "c", 2, "--objective", "auto"))
+    assert bad.exit_code == 1 and "expected loss, palette, heatmap" in bad.output
 
 
 def test_prompt_tune_heatmap_objective_on_keypoints(world, keypoint_shards, tmp_path, cli_runner):

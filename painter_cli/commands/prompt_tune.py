@@ -30,9 +30,9 @@ def prompt_tune(
     save_every: int = typer.Option(25, "--save-every", help="Save resumable state every N steps."),
     score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
     objective: str = typer.Option(
-        "auto",
+        "loss",
         "--objective",
-        help="auto, loss, palette or heatmap (keypoints); auto: palette for semseg/instance.",
+        help="loss (the training loss), palette (semseg/instance) or heatmap (keypoints).",
     ),
     size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
