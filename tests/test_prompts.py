@@ -234,6 +234,20 @@ def test_prompt_select_cli_with_model(world, tmp_path, cli_runner):
     assert json.loads((out / "report.json").read_text())["forward_passes_this_run"] == 0
 
 
+def test_prompt_commands_default_out_is_named_and_printed(world, tmp_path, monkeypatch, cli_runner):
+    monkeypatch.chdir(tmp_path)
+    common = ["--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"]), "--device", "cpu"]
+    common += ["--data", str(world["train"]), "--probe", str(world["val"]), "--probe-size", "2"]
+    select = ["prompt-select", *common, "--candidates", "2", "--min-probes", "1", "--random", "0"]
+    tune = ["prompt-tune", *common, "--steps", "1", "--batch-size", "2"]
+    for args, folder in ((select, "prompt-select-nyuv2-depth"), (tune, "prompt-tune-nyuv2-depth")):
+        result = cli_runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / folder / "report.json").is_file()
+        assert f"-> {folder};" in result.output or f"written to {folder} " in result.output
+        assert "None" not in result.output
+
+
 def test_prompt_select_cli_error_is_one_line(world, tmp_path, cli_runner):
     args = ["prompt-select", "--task", "no-such-task", "--data", str(world["train"])]
     args += ["--checkpoint", str(world["ckpt"]), "--out", str(tmp_path / "x")]

@@ -80,7 +80,8 @@ def prompt_select(
     console = stdout_console()
     console.print(table)
     if len(r["candidates"]) > len(shown):
-        console.print(f"({len(r['candidates']) - len(shown)} more in {out}/report.json)")
+        more = len(r["candidates"]) - len(shown)
+        console.print(f"({more} more in {r['prompt']}/report.json)")
     for label, value in (
         ("random prompts (mean)", r["random_mean"]),
         ("per-query retrieval", r.get("retrieval", {}).get("score")),
@@ -88,7 +89,7 @@ def prompt_select(
         if value is not None:
             console.print(f"{label}: {value:.4f}")
     console.print(
-        f"best {r['best']['id']} -> {out}; top {len(r['top'])} -> {r['top_prompts']}\n"
+        f"best {r['best']['id']} -> {r['prompt']}; top {len(r['top'])} -> {r['top_prompts']}\n"
         f"{r['forward_passes']} forward passes: search {r['search_evaluations']} (all pairs on all "
         f"probes: {r['naive_evaluations']}), the rest random prompts and retrieval"
     )

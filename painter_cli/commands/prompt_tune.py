@@ -74,7 +74,7 @@ def prompt_tune(
         f"{r['task']}: {r['metric']} ({sense} is better) on the probe set: "
         f"initial {_fmt(r['initial'])} -> tuned {_fmt(r['tuned'])} (step {r['best_step']})"
     )
-    console.print(f"prompt written to {out} (image.png, target.png, prompt.safetensors)")
+    console.print(f"prompt written to {r['prompt']} (image.png, target.png, prompt.safetensors)")
 
 
 def _fmt(value: float | None) -> str:
