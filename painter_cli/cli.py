@@ -45,6 +45,11 @@ class _PainterGroup(TyperGroup):
         except KeyboardInterrupt:
             _print_error("interrupted", None)
             ctx.exit(130)
+        except BrokenPipeError:
+            # The reader of stdout went away (`painter ... | head`): stop quietly, as Unix tools
+            # do. stdout is pointed at /dev/null so the flush at exit does not raise again.
+            _drop_stdout()
+            ctx.exit(1)
         except Exception as exc:
             # click's own exits and usage errors carry an exit code: let click handle them.
             if _state["debug"] or hasattr(exc, "exit_code") or isinstance(exc, typer.Abort):
@@ -107,6 +112,16 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``painter``)."""
     args = sys.argv[1:] if argv is None else argv
     app(args=args, prog_name="painter")
+
+
+def _drop_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. captured by a test runner)
+        pass
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -84,3 +84,18 @@ def test_subprocess_entry_points():
     assert out.returncode == 0 and __version__ in out.stdout
     out = subprocess.run(["painter", "no-such-command"], capture_output=True, text=True)
     assert out.returncode == 2
+
+
+def test_closed_stdout_stops_quietly(cli_runner):
+    # `painter info --json | head -1`: the reader goes away mid-output; no error line.
+    result = cli_runner.invoke(_failing_app(BrokenPipeError(32, "Broken pipe")), ["boom"])
+    assert result.exit_code == 1
+    assert result.output == ""
+
+
+def test_help_shows_the_computed_defaults(cli_runner):
+    result = cli_runner.invoke(app, ["prompt-tune", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    # rich markup would swallow a literal "[default: ...]" in the help text
+    assert "(prompt-tune-TASK)" in result.output
+    assert "(the synthetic suite's)" in result.output

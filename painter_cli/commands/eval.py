@@ -8,7 +8,7 @@ import typer
 def eval_command(
     task: str = typer.Option(..., "--task", help="Task name in the shards (or its codec kind)."),
     data: list[str] = typer.Option(
-        None, "--data", help="Validation shard folder(s) [default: the synthetic suite's]."
+        None, "--data", help="Validation shard folder(s).", show_default="the synthetic suite's"
     ),
     checkpoint: str = typer.Option(
         None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
@@ -24,14 +24,19 @@ def eval_command(
         None, "--prompt-data", help="Train shards: prompt with the task's first pair."
     ),
     limit: int = typer.Option(None, "--limit", help="Evaluate the first N samples only."),
-    out: str = typer.Option(None, "--out", "-o", help="Output folder [default: eval-TASK]."),
+    out: str = typer.Option(None, "--out", "-o", help="Output folder.", show_default="eval-TASK"),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Queries per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
-    size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
+    size: int = typer.Option(
+        None, "--size", help="Per-image side S.", show_default="the model's own"
+    ),
     ensemble: str = typer.Option("features", "--ensemble", help="features or outputs."),
     metric_variant: str = typer.Option(
-        None, "--metric-variant", help="Restoration: sidd, derain or lol [default: from the task]."
+        None,
+        "--metric-variant",
+        help="Restoration: sidd, derain or lol.",
+        show_default="from the task",
     ),
     flip_test: bool = typer.Option(True, "--flip-test/--no-flip-test", help="Keypoints flip test."),
     official_resize: bool = typer.Option(

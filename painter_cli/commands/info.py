@@ -13,7 +13,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     export: int = typer.Option(0, "--export", help="Write N (image, target) pairs as PNGs."),
     export_dir: Path = typer.Option(
-        None, "--export-dir", help="Where --export writes [default: DIR/export]."
+        None, "--export-dir", help="Where --export writes.", show_default="DIR/export"
     ),
 ) -> None:
     """Show the tasks, splits, sample counts and codecs of shard directories."""

@@ -23,7 +23,7 @@ def predict(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
     size: int = typer.Option(
-        None, "--size", help="Per-image side S (canvas 2S x S) [default: the model's own]."
+        None, "--size", help="Per-image side S (canvas 2S x S).", show_default="the model's own"
     ),
     keep_aspect: bool = typer.Option(
         False, "--keep-aspect", help="Pad to square instead of stretching; crop the result back."

@@ -10,19 +10,21 @@ def prompt_select(
     data: list[str] = typer.Option(
         None,
         "--data",
-        help="Training shard folder(s): the candidates [default: the synthetic suite's].",
+        help="Training shard folder(s): the candidates.",
+        show_default="the synthetic suite's",
     ),
     out: str = typer.Option(
         None,
         "--out",
         "-o",
-        help="Output folder (resumes when it has scores) [default: prompt-select-TASK].",
+        help="Output folder (resumes when it has scores).",
+        show_default="prompt-select-TASK",
     ),
     checkpoint: str = typer.Option(
         None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
     ),
     probe: list[str] = typer.Option(
-        None, "--probe", help="Probe shard folder(s) [default: pairs held out of --data]."
+        None, "--probe", help="Probe shard folder(s).", show_default="pairs held out of --data"
     ),
     candidates: str = typer.Option("64", "--candidates", "-n", help="Candidate pairs, or 'all'."),
     probe_size: int = typer.Option(32, "--probe-size", "-m", help="Probe queries."),
@@ -34,12 +36,17 @@ def prompt_select(
     ),
     features: str = typer.Option("pixels", "--features", help="Retrieval: pixels or encoder."),
     score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
-    size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
+    size: int = typer.Option(
+        None, "--size", help="Per-image side S.", show_default="the model's own"
+    ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Probes per forward (loss)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the candidate/probe draw."),
     metric_variant: str = typer.Option(
-        None, "--metric-variant", help="Restoration: sidd, derain or lol [default: from the task]."
+        None,
+        "--metric-variant",
+        help="Restoration: sidd, derain or lol.",
+        show_default="from the task",
     ),
 ) -> None:
     """Pick the training pair that prompts TASK best (successive halving), with top-K and report."""

@@ -8,19 +8,19 @@ import typer
 def prompt_tune(
     task: str = typer.Option(..., "--task", help="Task name in the shards (or its codec kind)."),
     data: list[str] = typer.Option(
-        None, "--data", help="Training shard folder(s) [default: the synthetic suite's]."
+        None, "--data", help="Training shard folder(s).", show_default="the synthetic suite's"
     ),
     out: str = typer.Option(
-        None, "--out", "-o", help="Output prompt folder [default: prompt-tune-TASK]."
+        None, "--out", "-o", help="Output prompt folder.", show_default="prompt-tune-TASK"
     ),
     checkpoint: str = typer.Option(
         None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
     ),
     init: str = typer.Option(
-        None, "--init", help="Initial prompt folder or IMAGE:TARGET [default: a random pair]."
+        None, "--init", help="Initial prompt folder or IMAGE:TARGET.", show_default="a random pair"
     ),
     probe: list[str] = typer.Option(
-        None, "--probe", help="Validation shard folder(s) [default: pairs held out of --data]."
+        None, "--probe", help="Validation shard folder(s).", show_default="pairs held out of --data"
     ),
     steps: int = typer.Option(200, "--steps", help="Adam steps."),
     lr: float = typer.Option(0.01, "--lr", help="Learning rate (normalised pixel units)."),
@@ -34,12 +34,17 @@ def prompt_tune(
         "--objective",
         help="loss (the training loss), palette (semseg/instance) or heatmap (keypoints).",
     ),
-    size: int = typer.Option(None, "--size", help="Per-image side S [default: the model's own]."),
+    size: int = typer.Option(
+        None, "--size", help="Per-image side S.", show_default="the model's own"
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe split and the batches."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
     metric_variant: str = typer.Option(
-        None, "--metric-variant", help="Restoration: sidd, derain or lol [default: from the task]."
+        None,
+        "--metric-variant",
+        help="Restoration: sidd, derain or lol.",
+        show_default="from the task",
     ),
 ) -> None:
     """Tune the prompt image and target of TASK (model frozen); writes a prompt folder."""

@@ -13,7 +13,10 @@ def train(
         None, help="A TOML run config (sections model, data, mask, optim, schedule, run)."
     ),
     data: list[Path] = typer.Option(
-        None, "--data", help="Train shard directory (repeatable) [default: the synthetic suite]."
+        None,
+        "--data",
+        help="Train shard directory (repeatable).",
+        show_default="the synthetic suite",
     ),
     preset: str = typer.Option(
         None, "--preset", help="Run preset: tiny, painter-vit-large, painter-vit-large-code."
@@ -22,7 +25,7 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", help="Global batch per optimizer step."),
     seed: int = typer.Option(None, "--seed", help="Seed of the data order, masks and init."),
     out: Path = typer.Option(
-        None, "--out", help="Run directory to create [default: runs/<timestamp>]."
+        None, "--out", help="Run directory to create.", show_default="runs/<timestamp>"
     ),
     resume: Path = typer.Option(
         None, "--resume", help="Continue RUN_DIR from its latest checkpoint."
