@@ -244,3 +244,13 @@ def test_cli_info_table(tmp_path, cli_runner):
     result = cli_runner.invoke(app, ["info", str(tmp_path / "out")])
     assert result.exit_code == 0
     assert "lol-lowlight" in result.output and "2 samples in 1 shards" in result.output
+
+
+def test_cli_info_table_keeps_names_whole_on_an_80_column_terminal(tmp_path, cli_runner):
+    from painter_cli.defaults import encode_suite
+
+    dirs = encode_suite(tmp_path / "s", size=16, count=1)
+    result = cli_runner.invoke(app, ["info", str(dirs["val"])], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    for name in ("synthetic-keypoints", "synthetic-instance", "coco-instance", "nyuv2-depth"):
+        assert name in result.output

@@ -30,7 +30,10 @@ def info(
         return
     from rich.table import Table
 
-    table = Table("task", "split", "samples", "codec", "params", "skipped")
+    table = Table()
+    # Names the other commands take are never cut; the params column wraps instead.
+    for name in ("task", "split", "samples", "codec", "params", "skipped"):
+        table.add_column(name, no_wrap=name != "params", overflow="fold")
     for row in summary["rows"]:
         table.add_row(
             row["task"],
