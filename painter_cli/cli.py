@@ -42,8 +42,9 @@ class _PainterGroup(TyperGroup):
                 raise
             _print_error(err.message, err.hint)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            _print_error("interrupted", None)
+        except KeyboardInterrupt as exc:
+            # Long-running core code may set a ``hint`` on the interrupt (how to resume).
+            _print_error("interrupted", getattr(exc, "hint", None))
             ctx.exit(130)
         except BrokenPipeError:
             # The reader of stdout went away (`painter ... | head`): stop quietly, as Unix tools

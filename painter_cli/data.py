@@ -47,11 +47,18 @@ def task_weights(reader, data_cfg, where: str = "data") -> dict[str, float]:
     """Sampling weight per task (``data.weights``, else the paper's default from ``PAPER_TASKS``).
 
     Tasks are those of ``reader`` (restricted to ``data_cfg.tasks`` when given). A task without a
-    weight, an unknown task name in ``data.tasks``, or all-zero weights are errors.
+    weight, a task name in ``data.tasks`` or ``data.weights`` that the shards do not hold, or
+    all-zero weights are errors.
     """
     from painter_cli.sources.base import PAPER_TASKS
 
     tasks = list(reader.tasks)
+    unknown = [t for t in data_cfg.weights if t not in tasks]
+    if unknown:  # most likely a typo: a silently unused weight would change the mix unnoticed
+        raise PainterError(
+            f"{where}: data.weights names {', '.join(unknown)}, not in the shards",
+            hint=f"tasks there: {', '.join(tasks)}",
+        )
     if data_cfg.tasks:
         missing = [t for t in data_cfg.tasks if t not in tasks]
         if missing:

@@ -61,6 +61,7 @@ class RunResult:
     samples_per_s: float
     data_wait_share: float
     val_loss: dict[str, float] = field(default_factory=dict)
+    already_complete: bool = False  # resumed at its last step: nothing was trained
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,6 +137,7 @@ def make_plan(cfg: TrainConfig, world: int, num_pairs: int) -> Plan:
             hint="make optim.batch_size a multiple of optim.micro_batch x world size",
         )
     accum = o.batch_size // (micro * world)
+    _check_optim(o)
     spe = max(1, num_pairs // o.batch_size)
     if s.steps > 0:
         total, warmup = s.steps, s.warmup_steps
@@ -149,6 +151,34 @@ def make_plan(cfg: TrainConfig, world: int, num_pairs: int) -> Plan:
     if warmup < 0 or warmup > total:
         raise PainterError(f"warm-up of {warmup} steps does not fit a run of {total} steps")
     return Plan(micro, accum, world, total, warmup, spe)
+
+
+def absolute_paths(cfg: TrainConfig) -> None:
+    """Make ``data.paths``, ``data.val_paths`` and a ``run.init`` file path absolute, in place."""
+    cfg.data.paths = [os.path.abspath(p) for p in cfg.data.paths]
+    cfg.data.val_paths = [os.path.abspath(p) for p in cfg.data.val_paths]
+    init = cfg.run.init
+    prefix, _, path = init.rpartition(":") if init.startswith("mae:") else ("", "", init)
+    if path and Path(path).exists():
+        cfg.run.init = f"{prefix}:{os.path.abspath(path)}" if prefix else os.path.abspath(path)
+
+
+def _check_optim(o: Any) -> None:
+    """Optimizer values torch would refuse mid-setup (after the run directory is written)."""
+    checks = (
+        ("lr", o.lr >= 0, ">= 0"),
+        ("min_lr", o.min_lr >= 0, ">= 0"),
+        ("eps", o.eps > 0, "> 0"),
+        ("weight_decay", o.weight_decay >= 0, ">= 0"),
+        ("layer_decay", 0 < o.layer_decay <= 1, "in (0, 1]"),
+        ("clip_grad", o.clip_grad >= 0, ">= 0 (0: off)"),
+        ("betas", len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "two values in [0, 1)"),
+    )
+    for name, ok, want in checks:
+        value = getattr(o, name)
+        finite = all(math.isfinite(v) for v in (value if name == "betas" else [value]))
+        if not (ok and finite):
+            raise PainterError(f"optim.{name} must be {want}, got {value}")
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -320,6 +350,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> Run
         if info.device.type == "cpu":
             torch.set_num_threads(cpu_threads(cfg))
         return _train(cfg, Path(run_dir), resume, info)
+    except KeyboardInterrupt as exc:
+        if (Path(run_dir) / CONFIG_NAME).is_file():
+            exc.hint = f"painter train --resume {run_dir} continues from its last checkpoint"
+        raise
     finally:
         torch.set_num_threads(threads)
         distributed.cleanup()
@@ -341,6 +375,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
     from painter_cli.data import StepSampler, make_loader
 
     device, rank, world, main = info.device, info.rank, info.world_size, info.is_main
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PainterError(f"{run_dir}: exists and is not a folder", hint="choose another --out")
     ckpt_root = run_dir / CHECKPOINTS
     resume_from = latest_checkpoint(ckpt_root) if resume else None
     if resume and resume_from is None:
@@ -359,6 +395,13 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
         raise PainterError(f"run.precision must be auto, fp32 or bf16, got {cfg.run.precision!r}")
     state = load_training_state(resume_from) if resume_from is not None else None
     start = int(state["step"]) if state else 0
+    if start >= plan.total_steps:
+        log.info("%s: already complete (%d/%d steps)", run_dir, start, plan.total_steps)
+        return RunResult(
+            run_dir, start, plan.total_steps, math.nan, resume_from, math.nan, 0.0, {}, True
+        )
+    # The saved config.toml names its data by absolute paths, so --resume works from any folder.
+    absolute_paths(cfg)
 
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -99,3 +99,11 @@ def test_help_shows_the_computed_defaults(cli_runner):
     # rich markup would swallow a literal "[default: ...]" in the help text
     assert "(prompt-tune-TASK)" in result.output
     assert "(the synthetic suite's)" in result.output
+
+
+def test_an_interrupt_prints_its_hint(cli_runner):
+    exc = KeyboardInterrupt()
+    exc.hint = "painter train --resume runs/x continues from its last checkpoint"
+    result = cli_runner.invoke(_failing_app(exc), ["boom"])
+    assert result.exit_code == 130
+    assert result.output.strip() == f"error: interrupted (hint: {exc.hint})"

@@ -217,6 +217,8 @@ def test_task_weight_errors(shards, tmp_path):
     assert task_weights(reader, DataSection(weights={"my-task": 2.0})) == {"my-task": 2.0}
     with pytest.raises(PainterError, match="not in the shards"):
         task_weights(ShardReader(shards[0]), DataSection(tasks=["coco-semseg"]))
+    with pytest.raises(PainterError, match="data.weights names my-tsak, not in the shards"):
+        task_weights(reader, DataSection(weights={"my-task": 1.0, "my-tsak": 2.0}))
 
 
 def test_val_canvases_use_the_half_mask_and_fixed_pairs(shards):

@@ -252,3 +252,63 @@ def test_bad_inputs_fail_before_any_step(shards, tmp_path):
     fails(_cfg(tmp_path / "custom"), "task 'my-task' has no sampling weight")
     fails(_cfg(shards[0], "optim.batch_size=6", "optim.micro_batch=4"), "batch 6 does not split")
     fails(_cfg(shards[0], "mask.patches=40"), "does not fit")
+
+
+def test_bad_optimizer_values_and_a_file_as_out_fail_before_the_run_dir(shards, tmp_path):
+    for override, match in (
+        ("optim.lr=-1", "optim.lr must be >= 0"),
+        ("optim.betas=[0.9, 1.5]", "optim.betas must be two values"),
+        ("optim.layer_decay=0", "optim.layer_decay must be in"),
+    ):
+        with pytest.raises(PainterError, match=match):
+            engine.train(_cfg(shards[0], override), tmp_path / "bad")
+        assert not (tmp_path / "bad").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PainterError, match="exists and is not a folder"):
+        engine.train(_cfg(shards[0]), tmp_path / "file")
+
+
+def test_saved_config_is_absolute_and_a_finished_run_resumes_as_complete(
+    shards, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(shards[0].parent)
+    run = tmp_path / "run"
+    engine.train(_cfg(shards[0].name, steps=2), run)  # a relative --data
+    saved = engine.resume_config(run)
+    assert saved.data.paths == [str(shards[0])]
+    monkeypatch.chdir(tmp_path)  # resume from elsewhere
+    before = (run / "metrics.jsonl").read_text()
+    result = engine.train(saved, run, resume=True)
+    assert result.already_complete and result.step == result.total_steps == 2
+    assert result.checkpoint == run / "checkpoints" / "step_00000002"
+    assert (run / "metrics.jsonl").read_text() == before
+    from typer.testing import CliRunner
+
+    from painter_cli.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 0 and "already complete (2/2 steps)" in res.output
+    assert "nan" not in res.output
+
+
+def test_an_interrupted_run_says_how_to_resume(shards, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real_train = engine._train
+
+    def interrupted(cfg, run_dir, resume, info):  # the run starts, then Ctrl-C
+        cfg.schedule.steps = 1
+        real_train(cfg, run_dir, resume, info)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_train", interrupted)
+    with pytest.raises(KeyboardInterrupt) as exc:
+        engine.train(_cfg(shards[0]), run)
+    assert exc.value.hint == f"painter train --resume {run} continues from its last checkpoint"
+
+    def early(cfg, run_dir, resume, info):  # Ctrl-C before the run directory is written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_train", early)
+    with pytest.raises(KeyboardInterrupt) as exc:  # nothing to resume
+        engine.train(_cfg(shards[0]), tmp_path / "other")
+    assert not hasattr(exc.value, "hint")

@@ -19,7 +19,10 @@ def train(
         show_default="the synthetic suite",
     ),
     preset: str = typer.Option(
-        None, "--preset", help="Run preset: tiny, painter-vit-large, painter-vit-large-code."
+        None,
+        "--preset",
+        help="Run preset: tiny, painter-vit-large, painter-vit-large-code.",
+        show_default="the config's preset, else tiny",
     ),
     steps: int = typer.Option(None, "--steps", help="Optimizer steps (schedule.steps)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Global batch per optimizer step."),
@@ -73,7 +76,12 @@ def train(
 
         run_dir = apply_train_defaults(cfg, out)
     result = engine.train(cfg, run_dir, resume=resume is not None)
-    if os.environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0" and result.already_complete:
+        stdout_console().print(
+            f"{run_dir}: already complete ({result.step}/{result.total_steps} steps) "
+            f"-> {result.checkpoint}; to train further, start a run with --init {run_dir}"
+        )
+    elif os.environ.get("RANK", "0") == "0":
         stdout_console().print(
             f"trained {result.step}/{result.total_steps} steps: loss {result.loss:.4f}, "
             f"{result.samples_per_s:.1f} samples/s, data wait {100 * result.data_wait_share:.1f}% "
