@@ -245,7 +245,7 @@ def encode_synthetic(
     out: str | Path,
     *,
     task: str | None = None,
-    split: str = "train",
+    split: str | None = None,
     size: str | int | None = None,
     count: int | None = None,
     seed: int | None = None,
@@ -254,11 +254,30 @@ def encode_synthetic(
     options: list[str] | None = None,
 ) -> str:
     """``painter encode synthetic``: without ``task`` the whole suite (``encode_suite``, all
-    splits), with it one task and split through the encoder. ``size`` (pixels, also accepted as
-    ``--option size=N``) is the generation side, not a resize. Returns a summary line per split."""
+    splits), with it one task and ``split`` (default train) through the encoder. ``size`` (pixels,
+    also accepted as ``--option size=N``) is the generation side, not a resize. A ``split``
+    without a task is refused (the suite always holds every split). Complete splits (or shards)
+    are kept on Ctrl-C, whose hint says to rerun. Returns a summary line per split."""
+    from painter_cli.encode import RESUME_HINT
+
+    try:
+        return _encode_synthetic(out, task, split, size, count, seed, workers, shard_size, options)
+    except KeyboardInterrupt as exc:
+        exc.hint = RESUME_HINT
+        raise
+
+
+def _encode_synthetic(out, task, split, size, count, seed, workers, shard_size, options) -> str:
     from painter_cli.encode import EncodeSettings, encode_dataset, parse_key_values
+    from painter_cli.shards import check_dir_path
 
     opts = parse_key_values(options, "--option")
+    if split is not None and task is None and "task" not in opts:
+        raise PainterError(
+            f"--split {split}: synthetic without --task writes the whole suite (train, val and ood)",
+            hint="add --task, e.g. --task synthetic-depth --split val; or drop --split",
+        )
+    check_dir_path(out, "--out")
     if size is not None:
         try:
             opts["size"] = int(size)
@@ -277,7 +296,7 @@ def encode_synthetic(
             "synthetic",
             ".",
             out,
-            split=split,
+            split=split or "train",
             workers=workers,
             settings=EncodeSettings(shard_size=shard_size),
             options=opts,

@@ -27,7 +27,13 @@ import numpy as np
 
 from painter_cli import shards
 from painter_cli.errors import PainterError
-from painter_cli.sources.base import Sample, SkipItem, Source
+from painter_cli.sources.base import (
+    MAX_SIDE,
+    Sample,
+    SkipItem,
+    Source,
+    check_task_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class EncodeSettings:
     """What shapes the shards besides the source. ``size``: None (keep), S (shorter side to S,
-    aspect kept) or (H, W) exact; ``strict``: a corrupt input is fatal instead of skipped."""
+    aspect kept) or (H, W) exact, each side at most ``MAX_SIDE`` (8192); ``strict``: a corrupt
+    input is fatal instead of skipped."""
 
     shard_size: int = 1000
     size: int | tuple[int, int] | None = None
@@ -70,7 +77,8 @@ class EncodeSummary:
 
 
 def parse_size(text: str | None) -> int | tuple[int, int] | None:
-    """``"448"`` -> 448 (shorter side), ``"896x448"`` -> (896, 448) (H x W), None -> None."""
+    """``"448"`` -> 448 (shorter side), ``"896x448"`` -> (896, 448) (H x W), None -> None.
+    Sides are 1..``MAX_SIDE``."""
     if text is None or str(text).strip() == "":
         return None
     s = str(text).lower().strip()
@@ -79,15 +87,29 @@ def parse_size(text: str | None) -> int | tuple[int, int] | None:
             h, w = (int(v) for v in s.split("x"))
             if h < 1 or w < 1:
                 raise ValueError
-            return (h, w)
-        v = int(s)
-        if v < 1:
-            raise ValueError
-        return v
+            size: int | tuple[int, int] = (h, w)
+        else:
+            size = int(s)
+            if size < 1:
+                raise ValueError
     except ValueError:
         raise PainterError(
             f"--size {text!r}: expected S (shorter side) or HxW, e.g. 448 or 896x448"
         ) from None
+    check_size(size)
+    return size
+
+
+def check_size(size: int | tuple[int, int] | None) -> None:
+    """``PainterError`` when a ``--size`` side is above ``MAX_SIDE`` (the encode would run out of
+    memory long before finishing)."""
+    sides = size if isinstance(size, tuple) else (size,) if size is not None else ()
+    if any(side > MAX_SIDE for side in sides):
+        text = "x".join(str(v) for v in sides)
+        raise PainterError(
+            f"--size {text}: larger than the maximum side of {MAX_SIDE} pixels",
+            hint=f"use a --size of at most {MAX_SIDE}",
+        )
 
 
 def _fingerprint(base: dict[str, Any], keys: list[str]) -> str:
@@ -140,6 +162,9 @@ def _decode(data: bytes) -> np.ndarray:
 
 
 # --- one shard (runs in a worker process or in-process) ------------------------------------------
+
+# Shown with `error: interrupted` after a Ctrl-C (cli.py reads a KeyboardInterrupt's ``hint``).
+RESUME_HINT = "rerun the same command to resume"
 
 _state: dict[str, Any] = {}
 # Test hook: SIGKILL the process that writes shard k right after the shard is in place.
@@ -241,15 +266,19 @@ def encode_dataset(
         raise PainterError("--shard-size must be >= 1")
     if workers < 1:
         raise PainterError("--workers must be >= 1")
+    check_size(settings.size)
+    out = Path(out)
+    shards.check_dir_path(out, "--out")  # before reading the dataset
     options = {k: v for k, v in (options or {}).items() if v is not None}
     t0 = time.perf_counter()
     source = get_source(source_name, root, split, **options)
+    check_task_name(source.task, f"source {source_name}: task")
     codec = get_codec(source.codec, **source.codec_params())
     if settings.size is not None and codec.kind == "keypoints":
         # Keypoint targets and their coordinate extras are tied to the codec's crop geometry.
         raise PainterError(
             f"--size cannot be used with {source_name}: keypoint crops have a fixed "
-            f"{codec.params().get('width')}x{codec.params().get('height')} geometry",
+            f"{getattr(codec, 'width', '?')}x{getattr(codec, 'height', '?')} (WxH) geometry",
             hint="drop --size",
         )
     keys = list(source.keys())
@@ -260,93 +289,107 @@ def encode_dataset(
         )
     if len(set(keys)) != len(keys):
         raise PainterError(f"source {source_name}: duplicate keys under {source.root}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    size = settings.size if not isinstance(settings.size, tuple) else list(settings.size)
-    base = {
-        "version": shards.VERSION,
-        "source": source_name,
-        "split": split,
-        "options": options,
-        "task": source.task,
-        "codec": codec.name,
-        "params": codec.params(),
-        "size": size,
-    }
-    s = settings.shard_size
-    plan = [keys[i : i + s] for i in range(0, len(keys), s)]
-    fingerprints = [_fingerprint(base, p) for p in plan]
-    _clean_stale(out)
-    summaries = _complete_shards(out, fingerprints)
-    pending = [k for k in range(len(plan)) if k not in summaries]
-    reused = len(plan) - len(pending)
-    if reused:
-        log.info("resuming: %d of %d shards already complete in %s", reused, len(plan), out)
-    if pending:
-        (out / shards.INDEX).unlink(missing_ok=True)  # a directory with index.json is complete
-    state = {
-        "source": source,
-        "settings": settings,
-        "plan": plan,
-        "fingerprints": fingerprints,
-        "task": source.task,
-        "out": str(out),
-        "discrete": bool(codec.discrete),
-    }
-    todo_keys = sum(len(plan[k]) for k in pending)
-    # Workers fork before the progress bar starts its refresh thread.
-    runner = _Runner(pending, state, workers)
+    created = shards.ensure_dir(out, "--out")
+    with _remove_if_failed(created):
+        size = settings.size if not isinstance(settings.size, tuple) else list(settings.size)
+        base = {
+            "version": shards.VERSION,
+            "source": source_name,
+            "split": split,
+            "options": options,
+            "task": source.task,
+            "codec": codec.name,
+            "params": codec.params(),
+            "size": size,
+        }
+        s = settings.shard_size
+        plan = [keys[i : i + s] for i in range(0, len(keys), s)]
+        fingerprints = [_fingerprint(base, p) for p in plan]
+        _clean_stale(out)
+        summaries = _complete_shards(out, fingerprints)
+        pending = [k for k in range(len(plan)) if k not in summaries]
+        reused = len(plan) - len(pending)
+        if reused:
+            log.info("resuming: %d of %d shards already complete in %s", reused, len(plan), out)
+        if pending:
+            (out / shards.INDEX).unlink(missing_ok=True)  # a directory with index.json is complete
+        state = {
+            "source": source,
+            "settings": settings,
+            "plan": plan,
+            "fingerprints": fingerprints,
+            "task": source.task,
+            "out": str(out),
+            "discrete": bool(codec.discrete),
+        }
+        todo_keys = sum(len(plan[k]) for k in pending)
+        # Workers fork before the progress bar starts its refresh thread.
+        runner = _Runner(pending, state, workers)
+        try:
+            with make_progress() as bar:
+                tid = bar.add_task(f"encode {source_name} ({split})", total=todo_keys, info="")
+                summaries.update(runner.run(lambda n: bar.advance(tid, n)))
+        finally:
+            runner.close()
+        ordered = [summaries[k] for k in range(len(plan))]
+        skipped = [(p, r) for sm in ordered for p, r in sm["skipped"]]
+        skipped_path = out / shards.SKIPPED
+        if skipped:
+            shards.atomic_write_text(skipped_path, "".join(f"{p}\t{r}\n" for p, r in skipped))
+            log.warning("skipped %d unreadable input(s), listed in %s", len(skipped), skipped_path)
+        else:
+            skipped_path.unlink(missing_ok=True)
+        index = shards.make_index(
+            tasks={source.task: {"codec": codec.name, "params": codec.params()}},
+            shards=[
+                {
+                    "file": sm["file"],
+                    "count": sm["count"],
+                    "keys": sm["keys"],
+                    "tasks": sm["tasks"],
+                    "skipped": len(sm["skipped"]),
+                }
+                for sm in ordered
+            ],
+            split=split,
+            sources=[
+                {
+                    "name": source_name,
+                    "root": str(Path(root).resolve()),
+                    "split": split,
+                    "options": options,
+                }
+            ],
+            encoder={"version": shards.VERSION, "shard_size": s, "size": size},
+            skipped=len(skipped),
+        )
+        shards.write_index(out, index)
+        return EncodeSummary(
+            out=out,
+            source=source_name,
+            task=source.task,
+            codec=codec.name,
+            split=split,
+            samples=index["count"],
+            shards=len(plan),
+            reused=reused,
+            skipped=skipped,
+            seconds=time.perf_counter() - t0,
+        )
+
+
+@contextlib.contextmanager
+def _remove_if_failed(created: list[Path]):
+    """On an error (or Ctrl-C), remove the folders this encode created if they are still empty:
+    a failed first run leaves no empty --out behind (complete shards stay for the rerun). A Ctrl-C
+    carries the resume hint that ``painter``'s error line shows."""
     try:
-        with make_progress() as bar:
-            tid = bar.add_task(f"encode {source_name} ({split})", total=todo_keys, info="")
-            summaries.update(runner.run(lambda n: bar.advance(tid, n)))
-    finally:
-        runner.close()
-    ordered = [summaries[k] for k in range(len(plan))]
-    skipped = [(p, r) for sm in ordered for p, r in sm["skipped"]]
-    skipped_path = out / shards.SKIPPED
-    if skipped:
-        shards.atomic_write_text(skipped_path, "".join(f"{p}\t{r}\n" for p, r in skipped))
-        log.warning("skipped %d unreadable input(s), listed in %s", len(skipped), skipped_path)
-    else:
-        skipped_path.unlink(missing_ok=True)
-    index = shards.make_index(
-        tasks={source.task: {"codec": codec.name, "params": codec.params()}},
-        shards=[
-            {
-                "file": sm["file"],
-                "count": sm["count"],
-                "keys": sm["keys"],
-                "tasks": sm["tasks"],
-                "skipped": len(sm["skipped"]),
-            }
-            for sm in ordered
-        ],
-        split=split,
-        sources=[
-            {
-                "name": source_name,
-                "root": str(Path(root).resolve()),
-                "split": split,
-                "options": options,
-            }
-        ],
-        encoder={"version": shards.VERSION, "shard_size": s, "size": size},
-        skipped=len(skipped),
-    )
-    shards.write_index(out, index)
-    return EncodeSummary(
-        out=out,
-        source=source_name,
-        task=source.task,
-        codec=codec.name,
-        split=split,
-        samples=index["count"],
-        shards=len(plan),
-        reused=reused,
-        skipped=skipped,
-        seconds=time.perf_counter() - t0,
-    )
+        yield
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            exc.hint = RESUME_HINT
+        shards.remove_empty_dirs(created)
+        raise
 
 
 def _complete_shards(out: Path, fingerprints: list[str]) -> dict[int, dict[str, Any]]:

@@ -34,6 +34,7 @@ import io
 import json
 import logging
 import os
+import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -184,6 +185,42 @@ def image_size(image: np.ndarray | bytes) -> tuple[int, int]:
 
 
 # --- writing ----------------------------------------------------------------------------------------
+
+
+def check_dir_path(path: str | Path, what: str = "the output") -> list[Path]:
+    """The missing folders of ``path`` (itself and parents, deepest first), after checking that
+    none of them exists as something other than a folder (``PainterError`` naming it)."""
+    missing: list[Path] = []
+    p = Path(path)
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise PainterError(
+            f"{p}: exists and is not a folder", hint=f"give {what} a folder path (new or existing)"
+        )
+    return missing
+
+
+def ensure_dir(path: str | Path, what: str = "the output") -> list[Path]:
+    """Create folder ``path`` and its missing parents; returns the folders this call created,
+    deepest first (so a failed command can remove the ones it left empty). ``PainterError`` when
+    ``path`` or a parent exists as something other than a folder, or cannot be created."""
+    missing = check_dir_path(path, what)
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PainterError(f"{path}: cannot create the folder ({e.strerror or e})") from None
+    return missing
+
+
+def remove_empty_dirs(dirs: Iterable[Path]) -> None:
+    """Remove ``dirs`` (deepest first, as ``ensure_dir`` returns them) while they are empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or already gone): keep it and everything above it
+            return
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -353,7 +390,7 @@ class ShardWriter:
         self._current: ShardFile | None = None
 
     def __enter__(self) -> ShardWriter:
-        self.out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.out)
         return self
 
     def add(self, sample: Any, task: str | None = None) -> None:
@@ -401,6 +438,13 @@ def read_index(directory: str | Path) -> dict[str, Any]:
     if not d.is_dir():
         raise PainterError(f"{d}: no such shard directory", hint="create it with `painter encode`")
     if not path.is_file():
+        splits = _split_folders(d)
+        if splits:  # e.g. the root of `painter encode synthetic --out DIR` (train/, val/, ood/)
+            first = "train" if "train" in splits else splits[0]
+            raise PainterError(
+                f"{d}: a folder of splits ({', '.join(splits)}), not a shard folder",
+                hint=f"pass {d / first}",
+            )
         raise PainterError(
             f"{path}: missing (not a shard directory, or its encode did not finish)",
             hint="run `painter encode ... --out DIR` (it resumes where it stopped)",
@@ -421,6 +465,20 @@ def read_index(directory: str | Path) -> dict[str, Any]:
         if key not in index:
             raise PainterError(f"{path}: missing key {key!r}")
     return index
+
+
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, "ood": 3}
+
+
+def _split_folders(d: Path) -> list[str]:
+    """Names of the subfolders of ``d`` that are shard folders (complete or not), splits first in
+    train, val, test, ood order."""
+    try:
+        subs = [p for p in d.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    names = [p.name for p in subs if (p / INDEX).is_file() or any(p.glob("shard-*.h5"))]
+    return sorted(names, key=lambda n: (_SPLIT_ORDER.get(n, len(_SPLIT_ORDER)), n))
 
 
 @dataclass(frozen=True)
@@ -705,24 +763,66 @@ def summarize(reader: ShardReader) -> dict[str, Any]:
     }
 
 
+# ``export_pairs`` names: ``<k>_<task>_<id>.png``, every part made file-name safe.
+_EXPORT_NAME = re.compile(r"\d{4,}_[A-Za-z0-9._-]+\.png")
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
+
+
 def export_pairs(reader: ShardReader, n: int, out_dir: str | Path) -> list[Path]:
     """Write ``n`` samples spread over the reader as PNGs, image above target (like a canvas half).
 
-    Returns the written paths, named ``<k>_<task>_<id>.png``.
+    Returns the written paths, named ``<k>_<task>_<id>.png``. Each file appears complete (temp file
+    + rename), and PNGs of that name pattern left in ``out_dir`` by an earlier export are removed,
+    so the folder holds exactly this export (other files are kept).
     """
     from PIL import Image
 
     if n < 1 or len(reader) == 0:
         return []
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out, "--export-dir")
     picks = np.unique(np.linspace(0, len(reader) - 1, min(n, len(reader))).round().astype(int))
     paths = []
     for k, i in enumerate(picks):
         s = reader[int(i)]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s["id"])
-        path = out / f"{k:04d}_{s['task']}_{safe}.png"
+        path = out / f"{k:04d}_{_safe_name(s['task'])}_{_safe_name(s['id'])}.png"
         parts = [s["image"]] if s["target"] is None else [s["image"], s["target"]]
-        Image.fromarray(np.concatenate(parts, axis=0)).save(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            Image.fromarray(np.concatenate(parts, axis=0)).save(tmp, format="PNG")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         paths.append(path)
+    written = {p.name for p in paths}
+    for p in out.iterdir():
+        if p.name not in written and _EXPORT_NAME.fullmatch(p.name) and p.is_file():
+            p.unlink()
     return paths
+
+
+def inspect_dirs(
+    dirs: str | Path | Iterable[str | Path],
+    *,
+    export: int = 0,
+    export_dir: str | Path | None = None,
+) -> tuple[dict[str, Any], Path | None]:
+    """``painter info``: ``(summarize(reader), export folder or None)``; with ``export`` N > 0
+    also writes N pairs (``export_pairs``) into ``export_dir`` (default: the first directory's
+    ``export/``) and lists them under ``summary["exported"]``. ``export`` 0 writes none."""
+    if export < 0:
+        raise PainterError(
+            f"--export {export}: must be >= 0 (the number of pairs to write; 0 writes none)"
+        )
+    if export_dir is not None and export == 0:
+        raise PainterError("--export-dir needs --export N", hint="add --export 8, for example")
+    reader = ShardReader(dirs)
+    summary = summarize(reader)
+    if not export:
+        return summary, None
+    target = Path(export_dir) if export_dir is not None else reader.dirs[0] / "export"
+    summary["exported"] = [str(p) for p in export_pairs(reader, export, target)]
+    return summary, target

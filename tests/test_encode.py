@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import corrupt_jpeg, make_ade20k, make_lol
+from fakes import corrupt_jpeg, make_ade20k, make_lol, make_pairs
 from PIL import Image
 
 from painter_cli.cli import app
 from painter_cli.encode import (
     KILL_ENV,
+    MAX_SIDE,
+    RESUME_HINT,
     EncodeSettings,
     encode_dataset,
     parse_key_values,
@@ -116,7 +118,7 @@ def test_corrupt_jpeg_is_skipped_and_listed_or_fatal_with_strict(tmp_path):
         encode_dataset(
             "ade20k", tmp_path / "ade", tmp_path / "strict", settings=EncodeSettings(strict=True)
         )
-    assert _files(tmp_path / "strict") == []
+    assert not (tmp_path / "strict").exists()  # created by the failed run, left empty: removed
 
 
 def test_label_out_of_range_names_the_file_and_writes_nothing_for_that_shard(tmp_path):
@@ -254,3 +256,129 @@ def test_cli_info_table_keeps_names_whole_on_an_80_column_terminal(tmp_path, cli
     assert result.exit_code == 0, result.output
     for name in ("synthetic-keypoints", "synthetic-instance", "coco-instance", "nyuv2-depth"):
         assert name in result.output
+
+
+def test_failed_first_encode_removes_the_folders_it_created_but_keeps_existing_ones(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=2)
+    corrupt_jpeg(tmp_path / "ade/images/training/ADE_train_00000001.jpg")
+    strict = EncodeSettings(strict=True)
+    with pytest.raises(PainterError, match="ADE_train_00000001.jpg"):
+        encode_dataset("ade20k", tmp_path / "ade", tmp_path / "new/deeper/out", settings=strict)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(PainterError, match="ADE_train_00000001.jpg"):
+        encode_dataset("ade20k", tmp_path / "ade", tmp_path / "mine", settings=strict)
+    assert (tmp_path / "mine").is_dir()  # not created by this run: kept
+
+
+def test_skipped_reasons_are_identical_between_runs(tmp_path):
+    make_ade20k(tmp_path / "ade", n_train=3)
+    bad = tmp_path / "ade/images/training/ADE_train_00000002.jpg"
+    bad.write_bytes(b"not an image at all")  # PIL: cannot identify image file <_io.BytesIO ...>
+    encode_dataset("ade20k", tmp_path / "ade", tmp_path / "a")
+    encode_dataset("ade20k", tmp_path / "ade", tmp_path / "b", workers=2)
+    text = (tmp_path / "a" / SKIPPED).read_text()
+    assert text == (tmp_path / "b" / SKIPPED).read_text()
+    assert " at 0x" not in text and "ADE_train_00000002.jpg'" in text
+    _same_bytes(tmp_path / "a", tmp_path / "b")
+
+
+def test_size_above_the_maximum_is_refused(tmp_path):
+    assert parse_size(str(MAX_SIDE)) == MAX_SIDE
+    for text in (str(MAX_SIDE + 1), "100000", f"16x{MAX_SIDE + 1}"):
+        with pytest.raises(PainterError, match=f"maximum side of {MAX_SIDE}"):
+            parse_size(text)
+    make_lol(tmp_path / "lol", n_train=1)
+    with pytest.raises(PainterError, match=f"maximum side of {MAX_SIDE}"):
+        encode_dataset("lol", tmp_path / "lol", tmp_path / "o", settings=EncodeSettings(size=10**5))
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_a_file_is_one_clear_error(tmp_path, cli_runner):
+    make_lol(tmp_path / "lol", n_train=1)
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(PainterError) as err:
+            encode_dataset("lol", tmp_path / "lol", out)
+        assert err.value.message == f"{tmp_path / 'afile'}: exists and is not a folder"
+    for args in (
+        ["encode", "lol", str(tmp_path / "lol"), "--out", str(tmp_path / "afile")],
+        ["encode", "synthetic", "--out", str(tmp_path / "afile"), "--count", "1", "--size", "16"],
+    ):
+        result = cli_runner.invoke(app, args)
+        assert result.exit_code == 1
+        assert result.output.startswith(f"error: {tmp_path / 'afile'}: exists and is not a folder")
+        assert len(result.output.strip().splitlines()) == 1
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.parametrize("task", ["bad/name", "../up", "a b", ".."])
+def test_path_unsafe_task_names_are_refused_at_encode(tmp_path, task):
+    make_pairs(tmp_path / "p", n=1)
+    with pytest.raises(PainterError, match="not a valid task name"):
+        encode_dataset(
+            "pairs", tmp_path / "p", tmp_path / "o", options={"task": task, "codec": "restoration"}
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def test_interrupted_encode_says_how_to_resume(tmp_path, cli_runner, monkeypatch):
+    import painter_cli.encode as encode_mod
+
+    def interrupt(k):
+        raise KeyboardInterrupt
+
+    make_lol(tmp_path / "lol", n_train=1)
+    monkeypatch.setattr(encode_mod, "_encode_shard", interrupt)
+    out = tmp_path / "o"
+    result = cli_runner.invoke(
+        app, ["encode", "lol", str(tmp_path / "lol"), "--out", str(out), "-j", "1"]
+    )
+    assert result.exit_code == 130
+    assert result.output.strip() == f"error: interrupted (hint: {RESUME_HINT})"
+    assert not out.exists()
+
+
+def test_synthetic_split_without_task_is_refused_and_listing_matches(tmp_path, cli_runner):
+    out = tmp_path / "syn"
+    result = cli_runner.invoke(app, ["encode", "synthetic", "--out", str(out), "--split", "test"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: --split test: synthetic without --task writes")
+    assert not out.exists()
+    one = ["encode", "synthetic", "--out", str(out), "--task", "synthetic-depth", "--split", "val"]
+    result = cli_runner.invoke(app, [*one, "--count", "2", "--size", "16", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert ShardReader(out).index["split"] == "val" and ShardReader(out).tasks == [
+        "synthetic-depth"
+    ]
+    listing = cli_runner.invoke(app, ["encode", "--list"]).output
+    task_line = next(
+        line for line in listing.splitlines() if "option task: one of synthetic" in line
+    )
+    assert "default: synthetic-semseg" not in task_line and "whole suite" in task_line
+
+
+def test_cli_info_on_a_suite_root_and_export_options(tmp_path, cli_runner):
+    from painter_cli.defaults import encode_suite
+
+    encode_suite(tmp_path / "syn", size=16, count=1)
+    result = cli_runner.invoke(app, ["info", str(tmp_path / "syn")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {tmp_path / 'syn'}: a folder of splits (train, val, ood), not a shard folder "
+        f"(hint: pass {tmp_path / 'syn' / 'train'})"
+    )
+    train = str(tmp_path / "syn" / "train")
+    for args, message in (
+        (["--export", "-1"], "error: --export -1: must be >= 0"),
+        (["--export-dir", str(tmp_path / "look")], "error: --export-dir needs --export N"),
+    ):
+        result = cli_runner.invoke(app, ["info", train, *args])
+        assert result.exit_code == 1 and result.output.startswith(message), result.output
+    look = tmp_path / "look"
+    for n in (5, 2):
+        args = ["info", train, "--json", "--export", str(n), "--export-dir", str(look)]
+        result = cli_runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    exported = json.loads(result.output)["exported"]
+    assert sorted(str(p) for p in look.iterdir()) == sorted(exported) and len(exported) == 2

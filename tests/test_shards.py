@@ -20,6 +20,7 @@ from painter_cli.shards import (
     ShardReader,
     ShardWriter,
     export_pairs,
+    inspect_dirs,
     pack_array,
     pack_image,
     shard_name,
@@ -218,3 +219,68 @@ def test_summarize_and_export(tmp_path):
     assert [p.name for p in paths] == ["0000_ade20k-semseg_s0.png", "0001_ade20k-semseg_s4.png"]
     with Image.open(paths[1]) as im:
         assert im.size == (17, 24)  # image above target
+
+
+def test_reader_on_a_folder_of_splits_names_them_and_the_one_to_pass(tmp_path):
+    for split in ("val", "ood", "train"):
+        _write(tmp_path / "syn" / split, n=2, extras=False)
+    (tmp_path / "syn" / "notes").mkdir()  # not a shard folder: not listed
+    with pytest.raises(PainterError) as err:
+        ShardReader(tmp_path / "syn")
+    assert (
+        err.value.message
+        == f"{tmp_path / 'syn'}: a folder of splits (train, val, ood), not a shard folder"
+    )
+    assert err.value.hint == f"pass {tmp_path / 'syn' / 'train'}"
+    # A split folder whose encode did not finish (shards, no index.json) counts too ...
+    (tmp_path / "syn" / "train" / INDEX).unlink()
+    with pytest.raises(PainterError, match=r"a folder of splits \(train, val, ood\)"):
+        ShardReader(tmp_path / "syn")
+    # ... while an unfinished encode itself keeps its message.
+    with pytest.raises(PainterError, match="index.json: missing"):
+        ShardReader(tmp_path / "syn" / "train")
+
+
+def test_export_replaces_an_earlier_export_and_keeps_other_files(tmp_path):
+    _write(tmp_path / "d", extras=False)
+    r = ShardReader(tmp_path / "d")
+    look = tmp_path / "look"
+    first = export_pairs(r, 5, look)
+    (look / "notes.png").write_bytes(b"mine")
+    (look / "12_x.png").write_bytes(b"mine too")
+    second = export_pairs(r, 2, look)
+    assert len(first) == 5 and len(second) == 2
+    assert sorted(p.name for p in look.iterdir()) == sorted(
+        ["12_x.png", "notes.png", *(p.name for p in second)]
+    )
+
+
+def test_export_names_are_file_safe_for_any_task_name(tmp_path):
+    tasks = {"bad/name": {"codec": "restoration", "params": {}}}
+    with ShardWriter(tmp_path / "d", tasks) as w:
+        w.add(Sample("a/b", _image(0), _image(1)), "bad/name")
+    [path] = export_pairs(ShardReader(tmp_path / "d"), 1, tmp_path / "look")
+    assert path.parent == tmp_path / "look" and path.name == "0000_bad_name_a_b.png"
+
+
+def test_inspect_dirs_checks_export_options(tmp_path):
+    _write(tmp_path / "d", extras=False)
+    with pytest.raises(PainterError, match="--export -1: must be >= 0"):
+        inspect_dirs([tmp_path / "d"], export=-1)
+    with pytest.raises(PainterError, match="--export-dir needs --export N"):
+        inspect_dirs([tmp_path / "d"], export_dir=tmp_path / "look")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(PainterError) as err:
+        inspect_dirs([tmp_path / "d"], export=1, export_dir=tmp_path / "afile")
+    assert err.value.message == f"{tmp_path / 'afile'}: exists and is not a folder"
+    summary, target = inspect_dirs([tmp_path / "d"], export=2)
+    assert target == tmp_path / "d" / "export" and len(summary["exported"]) == 2
+    assert inspect_dirs([tmp_path / "d"])[1] is None
+
+
+def test_writer_into_a_file_path_is_one_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    writer = ShardWriter(tmp_path / "afile" / "train", TASKS)
+    with pytest.raises(PainterError) as err, writer as w:
+        w.add(Sample("s", _image(0), _image(1)), "my-seg")
+    assert err.value.message == f"{tmp_path / 'afile'}: exists and is not a folder"

@@ -376,3 +376,51 @@ def test_keypoints_refuse_resize(coco, tmp_path):
             "coco-keypoints", coco.root, tmp_path / "o", settings=EncodeSettings(size=64)
         )
     assert not (tmp_path / "o" / "index.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"x": 1}, r"boxes\.json: expected a JSON list of detections, got an object"),
+        ([{"image_id": 139}], r"boxes\.json: entry 0: missing 'bbox'"),
+        (
+            [DETECTIONS[0], {"image_id": 139, "category_id": 1, "bbox": [1, 2], "score": 0.5}],
+            r"boxes\.json: entry 1: bbox \[1, 2\] is not \[x, y, w, h\]",
+        ),
+        ([{"image_id": 139, "bbox": [1, 2, 3, 4], "score": "x"}], r"entry 0: score 'x' is not"),
+        ([{"image_id": "a", "bbox": [1, 2, 3, 4]}], r"entry 0: image_id 'a' is not an integer"),
+        ([{"image_id": 139, "bbox": [1, 2, 0, 4]}], r"entry 0: bbox \[1, 2, 0, 4\] has no area"),
+        (["box"], r"entry 0: expected an object, got a string"),
+        ([{"image_id": 99999, "bbox": [1, 2, 3, 4]}], r"entry 0: image id 99999 is not in"),
+    ],
+)
+def test_keypoints_malformed_detections_name_the_file_and_entry(coco, tmp_path, content, message):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps(content))
+    src = get_source("coco-keypoints", coco.root, "train", boxes=str(boxes))
+    with pytest.raises(PainterError, match=message) as err:
+        src.keys()
+    assert err.value.hint and "\n" not in err.value.hint
+
+
+def test_layout_hints_are_one_line(tmp_path):
+    (tmp_path / "train2017").mkdir()
+    for name in ("coco-semseg", "coco-instance", "coco-panoptic", "coco-keypoints"):
+        with pytest.raises(PainterError) as err:
+            get_source(name, tmp_path, "train")
+        assert err.value.hint.startswith("expected ROOT/train2017/*.jpg"), err.value.hint
+        assert "\n" not in err.value.hint
+    write_coco(tmp_path, "train")
+    with pytest.raises(PainterError, match="nope.json: detection-results JSON") as err:
+        get_source("coco-keypoints", tmp_path, "train", boxes=str(tmp_path / "nope.json"))
+    assert "\n" not in err.value.hint
+
+
+def test_keypoints_refuse_resize_names_the_crop_geometry(coco, tmp_path):
+    from painter_cli.encode import EncodeSettings, encode_dataset
+
+    with pytest.raises(PainterError, match=r"fixed 192x256 \(WxH\) geometry") as err:
+        encode_dataset(
+            "coco-keypoints", coco.root, tmp_path / "o", settings=EncodeSettings(size=32)
+        )
+    assert "None" not in err.value.message

@@ -147,3 +147,37 @@ def test_missing_scipy_for_v5_splits(nyu, monkeypatch):
     src = get_source("nyuv2", nyu.root, "test")
     with pytest.raises(PainterError, match="splits.mat: reading a MATLAB v5 .mat file needs scipy"):
         src.keys()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"garbage", b"\0" * 300, bytes(range(256)) * 20],
+    ids=["text", "zeros", "bytes"],
+)
+def test_garbage_splits_mat_names_the_file(nyu, tmp_path, garbage):
+    root = tmp_path / "nyu"
+    root.mkdir()
+    (root / "nyu_depth_v2_labeled.mat").symlink_to(nyu.root / "nyu_depth_v2_labeled.mat")
+    (root / "splits.mat").write_bytes(garbage)
+    src = get_source("nyuv2", root, "test")
+    with pytest.raises(PainterError, match=r"splits\.mat: cannot read \.mat file") as err:
+        src.keys()
+    assert err.value.hint and "\n" not in err.value.hint
+
+
+def test_garbage_labeled_mat_names_the_file(nyu, tmp_path):
+    root = tmp_path / "nyu"
+    root.mkdir()
+    (root / "splits.mat").symlink_to(nyu.root / "splits.mat")
+    (root / "nyu_depth_v2_labeled.mat").write_bytes(b"garbage" * 100)
+    src = get_source("nyuv2", root, "test")
+    with pytest.raises(PainterError, match=r"nyu_depth_v2_labeled\.mat: not a MATLAB v7\.3"):
+        src.keys()
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_layout_hints_are_one_line(tmp_path, split):
+    for root in (tmp_path / "missing", tmp_path):
+        with pytest.raises(PainterError) as err:
+            get_source("nyuv2", root, split)
+        assert err.value.hint.startswith("expected ROOT/") and "\n" not in err.value.hint

@@ -150,3 +150,26 @@ def test_missing_scipy(sidd, monkeypatch):
     assert "painter-cli[sidd]" in str(err.value)
     # Training needs no scipy.
     assert get_source("sidd", sidd.root, "train").keys()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"garbage", b"\0" * 300, bytes(range(256)) * 20],
+    ids=["text", "zeros", "bytes"],
+)
+def test_garbage_validation_mat_names_the_file(sidd, tmp_path, garbage):
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "ValidationNoisyBlocksSrgb.mat").write_bytes(garbage)
+    gt = sidd.root / "val" / "ValidationGtBlocksSrgb.mat"
+    (tmp_path / "val" / "ValidationGtBlocksSrgb.mat").symlink_to(gt)
+    src = get_source("sidd", tmp_path, "val")
+    with pytest.raises(PainterError, match=r"ValidationNoisyBlocksSrgb\.mat: cannot read \.mat"):
+        src.keys()
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_layout_hints_are_one_line(tmp_path, split):
+    for root in (tmp_path / "missing", tmp_path):
+        with pytest.raises(PainterError) as err:
+            get_source("sidd", root, split)
+        assert err.value.hint.startswith("expected ROOT/") and "\n" not in err.value.hint

@@ -158,3 +158,22 @@ def test_registry_lists_everything_even_with_a_missing_module(monkeypatch):
         get_source("nope", ".")
     with pytest.raises(PainterError, match="unknown split"):
         get_source("ade20k", ".", "test")
+
+
+@pytest.mark.parametrize("task", ["bad/name", "a\\b", "has space", "..", ""])
+def test_pairs_refuses_path_unsafe_task_names(tmp_path, task):
+    make_pairs(tmp_path / "p", n=1)
+    with pytest.raises(PainterError, match="task") as err:
+        get_source("pairs", tmp_path / "p", task=task, codec="restoration")
+    assert "\n" not in str(err.value)
+    assert get_source("pairs", tmp_path / "p", task="My_task-2.v1", codec="restoration").task
+
+
+def test_skip_reasons_hold_no_memory_addresses(tmp_path):
+    from painter_cli.sources.base import SkipItem, read_image
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(SkipItem) as err:
+        read_image(bad)
+    assert " at 0x" not in err.value.reason and "'bad.png'" in err.value.reason

@@ -13,13 +13,18 @@ def encode(
     source: str = typer.Argument(None, help="Source name (see --list)."),
     root: Path = typer.Argument(None, help="Dataset root in its original layout."),
     out: Path = typer.Option(None, "--out", "-o", help="Output shard directory."),
-    split: str = typer.Option("train", "--split", help="train, val or test (per source)."),
+    split: str = typer.Option(
+        None,
+        "--split",
+        help="train, val or test (per source; synthetic: only with --task).",
+        show_default="train",
+    ),
     workers: int = typer.Option(
         None, "--workers", "-j", help="Worker processes (default: CPUs, at most 8)."
     ),
     shard_size: int = typer.Option(1000, "--shard-size", help="Source items per shard file."),
     size: str = typer.Option(
-        None, "--size", help="Resize: S (shorter side) or HxW (default: keep)."
+        None, "--size", help="Resize: S (shorter side) or HxW, at most 8192 (default: keep)."
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Fail on a corrupt input instead of skipping it."
@@ -101,7 +106,7 @@ def encode(
         source,
         root,
         out,
-        split=split,
+        split=split or "train",
         workers=workers or nworkers_default(),
         settings=settings,
         options=source_options(named, option, codec_param),

@@ -11,20 +11,21 @@ import typer
 def info(
     dirs: list[Path] = typer.Argument(..., help="One or more shard directories."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    export: int = typer.Option(0, "--export", help="Write N (image, target) pairs as PNGs."),
+    export: int = typer.Option(
+        0, "--export", help="Write N (image, target) pairs as PNGs (0: none)."
+    ),
     export_dir: Path = typer.Option(
-        None, "--export-dir", help="Where --export writes.", show_default="DIR/export"
+        None,
+        "--export-dir",
+        help="Where --export writes (its earlier exported PNGs are replaced).",
+        show_default="DIR/export",
     ),
 ) -> None:
     """Show the tasks, splits, sample counts and codecs of shard directories."""
     from painter_cli.console import stdout_console
-    from painter_cli.shards import ShardReader, export_pairs, summarize
+    from painter_cli.shards import inspect_dirs
 
-    reader = ShardReader(dirs)
-    summary = summarize(reader)
-    if export:
-        target = export_dir or Path(dirs[0]) / "export"
-        summary["exported"] = [str(p) for p in export_pairs(reader, export, target)]
+    summary, target = inspect_dirs(dirs, export=export, export_dir=export_dir)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -46,5 +47,5 @@ def info(
     console = stdout_console()
     console.print(table)
     console.print(f"{summary['count']} samples in {summary['shards']} shards", highlight=False)
-    if export:
+    if target is not None:
         console.print(f"wrote {len(summary['exported'])} PNGs to {target}", highlight=False)

@@ -9,11 +9,21 @@ deterministic given its options (seed included) and picklable.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+# The largest image side ``painter encode --size`` (and the synthetic generator) accepts: one
+# 8192 x 8192 RGB image is 192 MiB before its target and the resize buffers.
+MAX_SIDE = 8192
+# Task names become file names (``painter info --export``): letters, digits, ``.``, ``_``, ``-``.
+_TASK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# A Python object's repr with its memory address (``<_io.BytesIO object at 0x7f...>``), which would
+# make ``skipped.txt`` differ between runs of the same input.
+_OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9A-Fa-f]+>")
 
 # The paper's eight training tasks: task name -> (kind, default sampling weight). The weights are the
 # official ``type_weight_list`` (normalised by the sampler), keyed by name rather than json order.
@@ -34,9 +44,25 @@ class SkipItem(Exception):
     in ``skipped.txt`` with ``reason`` (fatal under ``--strict``)."""
 
     def __init__(self, path: str | Path, reason: str):
+        # Object reprs with memory addresses (PIL names the BytesIO it read) become the file name,
+        # so the same input always gives the same reason.
+        reason = _OBJECT_REPR.sub(lambda _: repr(Path(path).name), str(reason))
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+def check_task_name(task: Any, where: str = "--task") -> str:
+    """``task`` if it is a usable task name (letters, digits, ``.``, ``_``, ``-``; it becomes part
+    of file names), else a ``PainterError``."""
+    from painter_cli.errors import PainterError
+
+    if not isinstance(task, str) or not _TASK_NAME.fullmatch(task) or task in (".", ".."):
+        raise PainterError(
+            f"{where} {task!r}: not a valid task name",
+            hint="use letters, digits, '.', '_' and '-' only, e.g. road-seg",
+        )
+    return task
 
 
 @dataclass

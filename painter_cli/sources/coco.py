@@ -58,9 +58,11 @@ def _rng(seed: int, key: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(key.encode()), *more])
 
 
-def _require(path: Path, what: str, layout: str) -> None:
+def _require(path: Path, what: str, hint: str) -> None:
+    """``PainterError`` naming ``path`` when it is missing; ``hint`` is one line (the full layout
+    is in ``painter encode --list``)."""
     if not path.exists():
-        raise PainterError(f"{path}: {what} not found", hint=f"expected layout:\n{layout}")
+        raise PainterError(f"{path}: {what} not found", hint=hint)
 
 
 def _load_json(path: Path) -> Any:
@@ -103,10 +105,14 @@ class _CocoPanopticBase(Source):
         self.image_dir = self.root / f"{split}2017"
         self.json_path = self.root / "annotations" / f"panoptic_{split}2017.json"
         self.png_dir = self.root / "annotations" / f"panoptic_{split}2017"
-        _require(self.root, "dataset root", self.layout)
-        _require(self.image_dir, "image folder", self.layout)
-        _require(self.json_path, "panoptic JSON", self.layout)
-        _require(self.png_dir, "panoptic PNG folder", self.layout)
+        hint = (
+            f"expected ROOT/{split}2017/*.jpg, ROOT/annotations/panoptic_{split}2017.json and "
+            f"ROOT/annotations/panoptic_{split}2017/*.png"
+        )
+        _require(self.root, "dataset root", hint)
+        _require(self.image_dir, "image folder", hint)
+        _require(self.json_path, "panoptic JSON", hint)
+        _require(self.png_dir, "panoptic PNG folder", hint)
         self._entries: dict[str, tuple[str, str, int, int, int, int]] | None = None
         self._segs: dict[str, np.ndarray] = {}
 
@@ -402,6 +408,51 @@ ROOT/
   boxes=PATH (option, testing)                    detections: [{image_id, category_id: 1, bbox, score}]"""
 
 
+_DETECTIONS_HINT = (
+    '--boxes takes a detection-results JSON: [{"image_id": 139, "category_id": 1, '
+    '"bbox": [x, y, w, h], "score": 0.9}, ...]'
+)
+
+
+def _json_type(value: Any) -> str:
+    """``an object``, ``a list``, ... : what a parsed JSON value is, for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")
+
+
+def _number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
+
+
+def _check_detection(det: Any, where: str) -> tuple[int, int, tuple[float, ...], float]:
+    """``(image_id, category_id, (x, y, w, h), score)`` of one detection-results entry, or a
+    ``PainterError`` naming the entry (``where``) and what is wrong with it."""
+
+    def bad(what: str) -> PainterError:
+        return PainterError(f"{where}: {what}", hint=_DETECTIONS_HINT)
+
+    if not isinstance(det, dict):
+        raise bad(f"expected an object, got {_json_type(det)}")
+    for key in ("image_id", "bbox"):
+        if key not in det:
+            raise bad(f"missing {key!r}")
+    img_id, category = det["image_id"], det.get("category_id", 1)
+    for key, value in (("image_id", img_id), ("category_id", category)):
+        if not _number(value) or int(value) != value:
+            raise bad(f"{key} {value!r} is not an integer")
+    box = det["bbox"]
+    if not isinstance(box, list) or len(box) != 4 or not all(_number(v) for v in box):
+        raise bad(f"bbox {box!r} is not [x, y, w, h] (4 numbers)")
+    if box[2] <= 0 or box[3] <= 0:
+        raise bad(f"bbox {box!r} has no area (w and h must be > 0)")
+    score = det.get("score", 1.0)
+    if not _number(score):
+        raise bad(f"score {score!r} is not a number")
+    return int(img_id), int(category), tuple(float(v) for v in box), float(score)
+
+
 def box_center_scale(box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """mmpose ``bbox_xywh2cs`` with aspect 192/256 and padding 1.25.
 
@@ -502,12 +553,16 @@ class CocoKeypointsSource(Source):
         self.opts = self.checked_options({"boxes": (str, None)})
         self.image_dir = self.root / f"{split}2017"
         self.json_path = self.root / "annotations" / f"person_keypoints_{split}2017.json"
-        _require(self.root, "dataset root", self.layout)
-        _require(self.image_dir, "image folder", self.layout)
-        _require(self.json_path, "keypoint annotation JSON", self.layout)
+        hint = (
+            f"expected ROOT/{split}2017/*.jpg and "
+            f"ROOT/annotations/person_keypoints_{split}2017.json"
+        )
+        _require(self.root, "dataset root", hint)
+        _require(self.image_dir, "image folder", hint)
+        _require(self.json_path, "keypoint annotation JSON", hint)
         self.boxes = Path(self.opts["boxes"]) if self.opts["boxes"] else None
         if self.boxes is not None:
-            _require(self.boxes, "detection-results JSON (boxes=)", self.layout)
+            _require(self.boxes, "detection-results JSON (--boxes)", _DETECTIONS_HINT)
         self._people: dict[str, tuple[int, str, list[_Person]]] | None = None
 
     def _index(self) -> dict[str, tuple[int, str, list[_Person]]]:
@@ -525,9 +580,9 @@ class CocoKeypointsSource(Source):
                         people.setdefault(int(ann["image_id"]), []).append(person)
             else:
                 people = self._detections(images)
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise PainterError(
-                f"{self.json_path}: not a COCO keypoint JSON (missing {exc})"
+                f"{self.json_path}: not a COCO keypoint JSON (bad or missing {exc})"
             ) from None
         self._people = {
             f"{img_id:012d}": (img_id, images[img_id]["file_name"], ps)
@@ -557,24 +612,24 @@ class CocoKeypointsSource(Source):
 
     def _detections(self, images: dict[int, dict]) -> dict[int, list[_Person]]:
         dets = _load_json(self.boxes)
+        if not isinstance(dets, list):
+            raise PainterError(
+                f"{self.boxes}: expected a JSON list of detections, got {_json_type(dets)}",
+                hint=_DETECTIONS_HINT,
+            )
         people: dict[int, list[_Person]] = {}
         bbox_id = 0
-        try:
-            for det in dets:
-                if int(det.get("category_id", 1)) != 1:
-                    continue
-                img_id = int(det["image_id"])
-                if img_id not in images:
-                    raise PainterError(
-                        f"{self.boxes}: image id {img_id} is not in {self.json_path}"
-                    )
-                box = tuple(float(v) for v in det["bbox"][:4])
-                people.setdefault(img_id, []).append(
-                    _Person(bbox_id, box, float(det.get("score", 1.0)), None)
+        for i, det in enumerate(dets):
+            img_id, category, box, score = _check_detection(det, f"{self.boxes}: entry {i}")
+            if category != 1:
+                continue
+            if img_id not in images:
+                raise PainterError(
+                    f"{self.boxes}: entry {i}: image id {img_id} is not in {self.json_path}",
+                    hint="use the detections of the same split",
                 )
-                bbox_id += 1
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise PainterError(f"{self.boxes}: not a detection-results JSON ({exc})") from None
+            people.setdefault(img_id, []).append(_Person(bbox_id, box, score, None))
+            bbox_id += 1
         return people
 
     def keys(self) -> list[str]:

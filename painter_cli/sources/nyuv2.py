@@ -33,6 +33,12 @@ ROOT/
   splits.mat                           test: trainNdxs / testNdxs (1-based; MATLAB v5 needs scipy)"""
 
 
+# One line (``painter encode --list`` shows the whole layout).
+_TRAIN_HINT = "expected ROOT/sync/<scene>/rgb_%05d.jpg + sync_depth_%05d.png (BTS sync set)"
+_TEST_HINT = "expected ROOT/nyu_depth_v2_labeled.mat and ROOT/splits.mat (the official NYUv2 files)"
+_MAT_HINT = "replace it with the official file of the NYUv2 download"
+
+
 def load_mat_indices(path: Path, key: str) -> np.ndarray:
     """A 1-based index vector from a .mat file (HDF5 v7.3 via h5py, v5 via scipy) as int64."""
     import h5py
@@ -48,11 +54,17 @@ def load_mat_indices(path: Path, key: str) -> np.ndarray:
                 f"{path}: reading a MATLAB v5 .mat file needs scipy, which is not installed",
                 hint="pip install 'painter-cli[sidd]' (or pip install scipy)",
             ) from None
-        return np.asarray(loadmat(path)[key], dtype=np.int64).ravel()
+        try:
+            contents = loadmat(path)
+        except Exception as exc:  # garbage: scipy's MatReadError, ValueError, zlib/struct errors
+            raise PainterError(
+                f"{path}: cannot read .mat file ({type(exc).__name__}: {exc})", hint=_MAT_HINT
+            ) from None
+        return np.asarray(contents[key], dtype=np.int64).ravel()
     except KeyError:
-        raise PainterError(f"{path}: no variable {key!r}") from None
-    except (OSError, ValueError) as exc:
-        raise PainterError(f"{path}: cannot read .mat file ({exc})") from None
+        raise PainterError(f"{path}: no variable {key!r}", hint=_MAT_HINT) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise PainterError(f"{path}: cannot read .mat file ({exc})", hint=_MAT_HINT) from None
 
 
 class NyuV2Source(Source):
@@ -78,19 +90,20 @@ class NyuV2Source(Source):
         super().__init__(root, split, **options)
         self.checked_options({})
         if not self.root.is_dir():
-            raise PainterError(f"{self.root}: dataset root not found", hint=f"expected:\n{LAYOUT}")
+            raise PainterError(
+                f"{self.root}: dataset root not found",
+                hint=_TRAIN_HINT if split == "train" else _TEST_HINT,
+            )
         if split == "train":
             self.sync_dir = self.root / "sync"
             if not self.sync_dir.is_dir():
-                raise PainterError(
-                    f"{self.sync_dir}: BTS sync folder not found", hint=f"expected:\n{LAYOUT}"
-                )
+                raise PainterError(f"{self.sync_dir}: BTS sync folder not found", hint=_TRAIN_HINT)
         else:
             self.mat_path = self.root / "nyu_depth_v2_labeled.mat"
             self.splits_path = self.root / "splits.mat"
             for path in (self.mat_path, self.splits_path):
                 if not path.is_file():
-                    raise PainterError(f"{path}: not found", hint=f"expected:\n{LAYOUT}")
+                    raise PainterError(f"{path}: not found", hint=_TEST_HINT)
         self._keys: list[str] | None = None
         self._h5 = None  # opened lazily, per process
         self._h5_pid = 0
@@ -166,7 +179,8 @@ class NyuV2Source(Source):
                 self._h5 = h5py.File(self.mat_path, "r")
             except OSError as exc:
                 raise PainterError(
-                    f"{self.mat_path}: not a MATLAB v7.3 (HDF5) file ({exc})"
+                    f"{self.mat_path}: not a MATLAB v7.3 (HDF5) file ({exc})",
+                    hint="replace it with the official nyu_depth_v2_labeled.mat",
                 ) from None
             for name in ("images", "rawDepths", "sceneTypes"):
                 if name not in self._h5:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from painter_cli.errors import PainterError
-from painter_cli.sources.base import Sample, SkipItem, Source, parse_options, read_image
+from painter_cli.sources.base import (
+    Sample,
+    SkipItem,
+    Source,
+    check_task_name,
+    parse_options,
+    read_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,7 @@ class PairsSource(Source):
     )
     splits = ("train", "val", "test")
     option_help = {
-        "task": "task name written into the shards (required)",
+        "task": "task name written into the shards (required; letters, digits, ., _, -)",
         "codec": "codec that decodes the targets, e.g. semseg, restoration (required)",
         "codec_params": "codec parameters (--codec-param KEY=VALUE)",
         "json": "a pair-list JSON instead of images/ + targets/",
@@ -88,7 +95,7 @@ class PairsSource(Source):
             raise PainterError("source pairs needs --codec NAME (how targets decode, e.g. semseg)")
         from painter_cli.tasks import get_codec
 
-        self._task = opts["task"]
+        self._task = check_task_name(opts["task"])
         self._codec = opts["codec"]
         self._params = dict(opts["codec_params"] or {})
         get_codec(self._codec, **self._params)  # unknown codec or parameters fail here

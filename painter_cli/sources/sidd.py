@@ -28,6 +28,11 @@ ROOT/
   val/ValidationNoisyBlocksSrgb.mat   val: key ValidationNoisyBlocksSrgb, uint8 (N, 32, 256, 256, 3)
   val/ValidationGtBlocksSrgb.mat      val: key ValidationGtBlocksSrgb, same shape (MATLAB v5: scipy)"""
 
+# One line (``painter encode --list`` shows the whole layout).
+_TRAIN_HINT = "expected ROOT/SIDD_Medium_Srgb/Data/<scene>/*_{GT,NOISY}_SRGB_010.PNG"
+_VAL_HINT = (
+    "expected ROOT/val/ValidationNoisyBlocksSrgb.mat and ROOT/val/ValidationGtBlocksSrgb.mat"
+)
 _VAL_FILES = ("ValidationNoisyBlocksSrgb", "ValidationGtBlocksSrgb")
 
 
@@ -58,10 +63,18 @@ def _read_blocks(path: Path, var: str) -> np.ndarray:
             with h5py.File(path, "r") as f:
                 arr = np.asarray(f[var]).transpose(4, 3, 2, 1, 0) if f[var].ndim == 5 else None
         else:
-            arr = _loadmat(path)(path)[var]
+            loadmat = _loadmat(path)
+            try:
+                contents = loadmat(path)
+            except Exception as exc:  # garbage: scipy's MatReadError, ValueError, zlib errors...
+                raise PainterError(
+                    f"{path}: cannot read .mat file ({type(exc).__name__}: {exc})",
+                    hint="replace it with the official SIDD validation file",
+                ) from None
+            arr = contents[var]
     except KeyError:
         raise PainterError(f"{path}: no variable {var!r}") from None
-    except (OSError, ValueError, NotImplementedError) as exc:
+    except (OSError, ValueError, NotImplementedError, TypeError) as exc:
         raise PainterError(f"{path}: cannot read .mat file ({exc})") from None
     if arr is None or arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[2:] != (CROP, CROP, 3):
         got = "not 5-D" if arr is None else f"{arr.dtype} {arr.shape}"
@@ -101,19 +114,22 @@ class SiddSource(Source):
         if self.opts["crops_per_image"] < 1:
             raise PainterError(f"{self.name}: crops_per_image must be >= 1")
         if not self.root.is_dir():
-            raise PainterError(f"{self.root}: dataset root not found", hint=f"expected:\n{LAYOUT}")
+            raise PainterError(
+                f"{self.root}: dataset root not found",
+                hint=_TRAIN_HINT if split == "train" else _VAL_HINT,
+            )
         if split == "train":
             self.data_dir = self.root / "SIDD_Medium_Srgb" / "Data"
             if not self.data_dir.is_dir():
                 raise PainterError(
                     f"{self.data_dir}: SIDD-Medium sRGB folder not found",
-                    hint=f"expected:\n{LAYOUT}",
+                    hint=_TRAIN_HINT,
                 )
         else:
             self.mat_paths = [self.root / "val" / f"{k}.mat" for k in _VAL_FILES]
             for path in self.mat_paths:
                 if not path.is_file():
-                    raise PainterError(f"{path}: not found", hint=f"expected:\n{LAYOUT}")
+                    raise PainterError(f"{path}: not found", hint=_VAL_HINT)
             import h5py
 
             for path in self.mat_paths:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from painter_cli.errors import PainterError
-from painter_cli.sources.base import Sample, Source, parse_options
+from painter_cli.sources.base import MAX_SIDE, Sample, Source, parse_options
 
 SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")  # semseg classes 1..6
 OOD_SHAPE = "crescent"  # never drawn outside synthetic-fgseg
@@ -411,8 +411,8 @@ def render(
             f"synthetic task {task} has no split {split!r}",
             hint=f"its splits: {', '.join(SYNTHETIC_TASKS[task].splits)}",
         )
-    if size < 16:
-        raise PainterError(f"synthetic: size must be >= 16, got {size}")
+    if not 16 <= size <= MAX_SIDE:
+        raise PainterError(f"synthetic: size must be 16..{MAX_SIDE}, got {size}")
     if seed < 0 or index < 0:
         raise PainterError("synthetic: seed and index must be >= 0")
     return _RENDER[task](sample_rng(seed, task, split, index), size)
@@ -438,12 +438,12 @@ class SyntheticSource(Source):
     splits = ("train", "val", "ood")
     option_help = {
         "task": (
-            f"one of {', '.join(SYNTHETIC_TASKS)} (default: synthetic-semseg; "
-            "synthetic-fgseg for --split ood, its only split)"
+            f"one of {', '.join(SYNTHETIC_TASKS)} (that task and --split only; without it the "
+            "whole suite is written: DIR/train, DIR/val, DIR/ood)"
         ),
         "count": "samples to generate (default: 1000 train, 100 val/ood)",
         "seed": "seed (default 0); a sample is a pure function of (seed, task, split, index)",
-        "size": "side of the square samples in pixels (default 64; --option size=N)",
+        "size": f"side of the square samples in pixels (default 64, at most {MAX_SIDE})",
     }
 
     def __init__(self, root: str | Path = ".", split: str = "train", **options: Any):
