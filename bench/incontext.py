@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from painter_cli.defaults import bundled_model, bundled_prompt, ensure_suite, suite_tasks
+from painter_cli.defaults import (
+    bundled_model,
+    bundled_prompt,
+    ensure_suite,
+    suite_queries,
+    suite_tasks,
+)
 from painter_cli.evaluation import evaluate
 from painter_cli.inference import Predictor, finish, load_image, make_prompt
 from painter_cli.shards import ShardReader
@@ -45,10 +51,7 @@ def task_reader(suite: Path, task: str) -> tuple[ShardReader, str]:
 
 
 def query_indices(reader: ShardReader, task: str, split: str, limit: int) -> list[int]:
-    idx = [int(i) for i in reader.indices(task)]
-    if split == "ood":  # the ood prompt is sample 0 of this split: never score it as a query
-        idx = [i for i in idx if not reader.sample_id(i).endswith("-000000")]
-    return idx[:limit]
+    return suite_queries(reader, task)[:limit]
 
 
 class _Subset:

@@ -90,7 +90,9 @@ def save_checkpoint(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only
+        from painter_cli.inference.images import umask_mode
+
+        tmp.chmod(umask_mode(0o777))  # mkdtemp makes it owner-only
         weights = {k: v.detach().to("cpu").contiguous() for k, v in painter.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         doc = {
@@ -208,21 +210,66 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
 # Reading weights without running code
 
 
+_SAFE_MODULES = ("torch", "collections", "argparse", "_codecs", "numpy")
+
+
+def _pickle_globals(path: Path) -> list[str] | None:
+    """The globals (``module.name``) the pickle of ``path`` imports, or None when ``path`` holds no
+    parseable pickle (random bytes, a truncated file). A torch zip archive: its ``data.pkl``."""
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return None
+                data = zf.read(names[0])
+        else:
+            data = path.read_bytes()
+        found: list[str] = []
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return found
+    except Exception:
+        return None
+
+
 def _safe_torch_load(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
-            match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-            what = f" (it references {match.group(1)})" if match else ""
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        refs = [match.group(1)] if match else None
+        if refs is None and ("weights_only" in text or "Unsupported" in text):
+            found = _pickle_globals(path)
+            refs = [g for g in found or [] if g.split(".")[0] not in _SAFE_MODULES] or None
+        if refs:
             raise PainterError(
-                f"{path}: refused to load: the pickle would run code or import objects{what}",
+                f"{path}: refused to load: the pickle would run code or import objects "
+                f"(it references {', '.join(dict.fromkeys(refs))})",
                 hint="only tensors, plain containers and argparse.Namespace are accepted",
             ) from None
-        first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(exc).__name__
-        raise PainterError(f"{path}: not a readable checkpoint ({first})") from None
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith("Unsupported operand")), None)
+        if detail is None:
+            detail = lines[0].split(". ")[0] if lines else type(exc).__name__
+        if "weights_only" in text and not detail.startswith("Unsupported"):
+            detail = "not a torch checkpoint or a truncated one"
+        raise PainterError(
+            f"{path}: not a readable checkpoint ({detail})",
+            "the file is corrupt or not a checkpoint; download or copy it again",
+        ) from None
 
 
 def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -385,6 +385,18 @@ def suite_data(task: str, split: str = "val") -> tuple[list[str], str]:
     return [str(ensure_suite() / split)], name
 
 
+def suite_queries(reader: Any, task: str) -> list[int]:
+    """Indices of ``task`` in a suite split that may be scored as queries: all but the sample the
+    bundled prompt of a task with only an ood split (synthetic-fgseg) was taken from, its sample 0
+    (id ``...-000000``)."""
+    from painter_cli.sources.synthetic import SYNTHETIC_TASKS
+
+    idx = [int(i) for i in reader.indices(task)]
+    if task in SYNTHETIC_TASKS and "val" not in SYNTHETIC_TASKS[task].splits:
+        idx = [i for i in idx if not reader.sample_id(i).endswith("-000000")]
+    return idx
+
+
 def default_prompt(task: str) -> list[str]:
     """``[bundled prompt folder]`` of a synthetic task, said once on stderr (for ``--prompt``)."""
     import sys

@@ -36,7 +36,11 @@ from painter_cli.inference import (
     ENSEMBLES,
     Predictor,
     Prompt,
+    check_batch_size,
+    check_out_folder,
     check_panoptic_prompts,
+    check_prompt_size,
+    check_size_option,
     checkpoint_or_default,
     decode_painted,
     default_size,
@@ -358,6 +362,12 @@ class _PanopticScorer(_Scorer):
 
 def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
     kind = codec.kind
+    if metric_variant is not None and kind != "restoration":
+        raise PainterError(
+            f"--metric-variant {metric_variant}: applies to restoration tasks only; "
+            f"{task!r} is a {kind} task",
+            "omit --metric-variant",
+        )
     if kind == "depth":
         return _DepthScorer(codec)
     if kind == "semseg":
@@ -426,6 +436,7 @@ def evaluate(
         )
     if ensemble not in ENSEMBLES:
         raise PainterError(f"--ensemble {ensemble}: expected one of {', '.join(ENSEMBLES)}")
+    check_batch_size(batch_size)
     task = resolve_task(reader, task)
     codec = reader.codec(task)
     panoptic = codec.kind == "panoptic"
@@ -518,6 +529,14 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     ``OUT/metrics.json`` (default ``eval-<task>``)."""
     from painter_cli.shards import ShardReader
 
+    check_batch_size(settings.batch_size)
+    check_size_option(settings.size)
+    if settings.prompts and settings.prompt_data:
+        raise PainterError(
+            "--prompt and --prompt-data both given: the prompt comes from one of them",
+            "pass either --prompt PAIR or --prompt-data TRAIN_SHARDS",
+        )
+    bundled_prompt = False
     if not settings.data:  # the synthetic suite's val split, prompted by the bundled pair
         from painter_cli.defaults import default_prompt, suite_data
 
@@ -525,14 +544,14 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         settings = replace(settings, data=data, task=task)
         if not settings.prompts and not settings.prompt_data:
             settings = replace(settings, prompts=list(default_prompt(task)))
+            bundled_prompt = True
     ckpt = checkpoint_or_default(settings.checkpoint)
     reader = ShardReader(settings.data)
     task = resolve_task(reader, settings.task)
     codec = reader.codec(task)
     scorer_check = _scorer(codec, task, settings.metric_variant)  # fail early on bad variants
     out = Path(settings.out or f"eval-{task}")
-    if out.exists() and not out.is_dir():
-        raise PainterError(f"{out}: --out exists and is not a folder")
+    check_out_folder(out)
     panoptic = codec.kind == "panoptic"
     loaded: list[Any] = []
     train = None
@@ -551,10 +570,19 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
             "no --prompt given",
             "pass --prompt PAIR, or --prompt-data TRAIN_SHARDS to use its first pair",
         )
+    for p in loaded:  # a tensor prompt fixes the side: --size must agree (before any model work)
+        if isinstance(p, Prompt):
+            check_prompt_size(p, settings.size, 1)
     device = resolve_device(settings.device)
     model = load_checkpoint(ckpt, device, settings.precision)
+    patch = int(model.config.patch_size)
+    for p in loaded:  # the side must suit the model's patch size
+        if isinstance(p, Prompt):
+            check_prompt_size(p, None, patch)
     tensor_sizes = {p.size for p in loaded if isinstance(p, Prompt)}
-    size = settings.size or (min(tensor_sizes) if tensor_sizes else default_size(model, codec.kind))
+    size = settings.size
+    if size is None:
+        size = min(tensor_sizes) if tensor_sizes else default_size(model, codec.kind)
     if train is not None:
         prompts = [
             p
@@ -575,9 +603,15 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
             )
             for p in loaded
         ]
+    queries = reader
+    if bundled_prompt:  # never score the bundled prompt's own sample (fgseg: ood sample 0)
+        from painter_cli.defaults import suite_queries
+        from painter_cli.prompts import TaskView
+
+        queries = TaskView(reader, task, suite_queries(reader, task))
     result = evaluate(
         model,
-        reader,
+        queries,
         task,
         prompts,
         settings.limit,

@@ -57,6 +57,7 @@ from painter_cli.inference import (
     write_json,
     write_png,
 )
+from painter_cli.inference.images import umask_mode
 from painter_cli.model import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 log = logging.getLogger(__name__)
@@ -641,6 +642,7 @@ def _write_top(out: Path, reader: Any, ranked: Sequence[int]) -> Path:
     final = out / TOP_DIR
     tmp = Path(tempfile.mkdtemp(prefix=".top.tmp-", dir=out))
     try:
+        tmp.chmod(umask_mode(0o777))  # mkdtemp makes it owner-only
         for rank, c in enumerate(ranked, start=1):
             write_pair(tmp, f"{rank:02d}_{safe_name(_sample_id(reader, c))}", reader, c)
         if final.exists():

@@ -30,16 +30,23 @@ class WeightsFile:
     file: str
     size: int | None = None
     description: str = ""
+    # A lower bound when the exact byte count is unknown: 370.7 M fp32 parameters are ~1.48 GB, so
+    # a smaller file under the final name cannot be the released checkpoint.
+    min_size: int | None = None
 
 
 # The spec gives only "1.48 GB" (370.7 M fp32 parameters), not the byte count, so the size is
 # checked against the server's Content-Length / Content-Range instead.
 KNOWN_WEIGHTS: dict[str, WeightsFile] = {
     "painter-vit-large": WeightsFile(
-        "BAAI/Painter", "painter_vit_large.pth", None, "Painter ViT-L, 896x448 canvas (1.48 GB)"
+        "BAAI/Painter",
+        "painter_vit_large.pth",
+        None,
+        "Painter ViT-L, 896x448 canvas (1.48 GB)",
+        1_400_000_000,
     ),
     "seggpt-vit-large": WeightsFile(
-        "BAAI/SegGPT", "seggpt_vit_large.pth", None, "SegGPT ViT-L (1.48 GB)"
+        "BAAI/SegGPT", "seggpt_vit_large.pth", None, "SegGPT ViT-L (1.48 GB)", 1_400_000_000
     ),
 }
 
@@ -54,6 +61,43 @@ def cache_dir(cache: str | Path | None = None) -> Path:
     """Where weights are stored: ``cache`` or ``$PAINTER_CACHE`` or ``~/.cache/painter``, + ``weights``."""
     root = cache or os.environ.get("PAINTER_CACHE") or Path.home() / ".cache" / "painter"
     return Path(root).expanduser() / "weights"
+
+
+def _check_folder(folder: Path, option: str = "--cache") -> None:
+    """``folder`` (or a folder above it) must not be an existing file."""
+    for f in (folder, *folder.parents):
+        if f.exists() and not f.is_dir():
+            raise PainterError(
+                f"{f}: exists and is not a folder", f"choose another {option} folder"
+            )
+
+
+def _record(path: Path) -> Path:
+    """``<file>.verified``: the size a completed download was checked at (JSON ``{"size": N}``)."""
+    return path.with_name(path.name + ".verified")
+
+
+def _recorded_size(path: Path) -> int | None:
+    import json
+
+    try:
+        return int(json.loads(_record(path).read_text())["size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _size_ok(entry: WeightsFile, path: Path) -> bool:
+    """Whether the file ``path`` can be the released one: the catalogue's exact size when known,
+    else the size its download was verified at, else at least the plausible minimum."""
+    if not path.is_file():
+        return False
+    size = path.stat().st_size
+    if entry.size is not None:
+        return size == entry.size
+    recorded = _recorded_size(path)
+    if recorded is not None:
+        return size == recorded
+    return entry.min_size is None or size >= entry.min_size
 
 
 def _known(name: str) -> WeightsFile:
@@ -104,7 +148,10 @@ def fetch(
         )
         part.unlink()
         offset = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "painter-cli"})
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "painter-cli"})
+    except ValueError as err:
+        raise PainterError(f"could not download {url}: {err}", DOWNLOAD_HINT) from None
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
@@ -208,21 +255,42 @@ def download_weights(
     file. ``url``: the file's full URL (a mirror); default ``weights_url(name)``. An existing file
     is kept unless ``force``."""
     entry = _known(name)
-    dest = cache_dir(cache) / entry.file
+    folder = cache_dir(cache)
+    _check_folder(folder)
+    dest = folder / entry.file
+    for path in (dest, dest.with_name(dest.name + ".part")):
+        if path.exists() and not path.is_file():
+            raise PainterError(
+                f"{path}: exists and is not a file", "remove or rename it, then download again"
+            )
+    if url is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
+            raise PainterError(
+                f"--url {url}: not a URL",
+                "give the file's full URL, e.g. https://host/path/file.pth",
+            )
     if dest.exists() and not force:
-        if entry.size is None or dest.stat().st_size == entry.size:
+        if _size_ok(entry, dest):
             logger.info("%s is already cached at %s", name, dest)
             return dest
         logger.warning("%s has the wrong size: downloading again", dest)
     if force:
         # Keep the old file until the new one is complete: os.replace swaps it atomically.
         dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-    return fetch(url or weights_url(name), dest, entry.size)
+    path = fetch(url or weights_url(name), dest, entry.size)
+    import json
+
+    _record(path).write_text(json.dumps({"size": path.stat().st_size}) + "\n")
+    return path
 
 
 @dataclass(frozen=True)
 class CachedWeights:
-    """One row of ``list_weights``: ``status`` is "complete", "partial" or "missing"."""
+    """One row of ``list_weights``: ``status`` is "complete", "partial", "invalid" (a folder, or a
+    file of the wrong size, under the final name) or "missing"."""
 
     name: str
     path: Path
@@ -237,8 +305,11 @@ def list_weights(cache: str | Path | None = None) -> list[CachedWeights]:
     for name, entry in KNOWN_WEIGHTS.items():
         path = folder / entry.file
         part = path.with_name(path.name + ".part")
-        if path.exists():
-            rows.append(CachedWeights(name, path, "complete", path.stat().st_size))
+        if path.is_file():
+            status = "complete" if _size_ok(entry, path) else "invalid"
+            rows.append(CachedWeights(name, path, status, path.stat().st_size))
+        elif path.exists():
+            rows.append(CachedWeights(name, path, "invalid", 0))
         elif part.exists():
             rows.append(CachedWeights(name, part, "partial", part.stat().st_size))
         else:

@@ -277,3 +277,23 @@ def test_official_large_layout_infers_the_released_config(tsv, preset):
     assert cfg.img_size == (896, 448) and cfg.num_heads == 16
     with torch.device("meta"):
         check_state_dict(Painter(cfg), sd, path)  # no error: every key and shape matches
+
+
+def test_corrupt_file_is_not_reported_as_code(tmp_path):
+    rand = tmp_path / "x.pth"
+    rand.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(PainterError, match=r"x\.pth: not a readable checkpoint \(") as info:
+        load_model(rand)
+    assert "refused" not in str(info.value)
+
+
+def test_plain_pickle_that_runs_code_names_what_it_references(tmp_path):
+    import pickle
+
+    marker = tmp_path / "marker.txt"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:  # a plain (non-zip) pickle, protocol 4
+        pickle.dump({"model": Payload(marker)}, f, protocol=4)
+    with pytest.raises(PainterError, match=r"refused to load.*\(it references builtins\.exec\)"):
+        load_model(path)
+    assert not marker.exists()

@@ -211,3 +211,97 @@ def test_predict_subprocess(setup, tmp_path):
     (record,) = json.loads((out / "predictions.json").read_text())
     assert Image.open(out / record["painted"]).size == (44, 30)
     assert json.loads((out / "predict_config.json").read_text())["keep_aspect"] is True
+
+
+def _depth_shards(tmp_path: Path) -> Path:
+    codec = get_codec("nyuv2-depth")
+    rng = np.random.default_rng(5)
+    shards = tmp_path / "val"
+    tasks = {"nyuv2-depth": {"codec": "nyuv2-depth", "params": {}}}
+    with ShardWriter(shards, tasks=tasks, split="val") as writer:
+        for i in range(2):
+            depth = rng.uniform(1, 9, (24, 30)).astype(np.float32)
+            writer.add(Sample(f"s{i}", _photo(24, 30, 10 + i), codec.encode(depth), {}))
+    return shards
+
+
+def _tensor_prompt(folder: Path, side: int, value: float = 0.0) -> Path:
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    image = torch.full((3, side, side), value)
+    save_file({"image": image, "target": image.clone()}, str(folder / "prompt.safetensors"))
+    return folder
+
+
+def test_predict_and_eval_refuse_bad_options_in_one_line(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    shards = _depth_shards(tmp_path)
+    out = tmp_path / "out"
+    pred = ["predict", str(queries), "-p", str(prompt), "-c", str(ckpt)]
+    ev = ["eval", "--task", "depth", "--data", str(shards), "-c", str(ckpt), "-p", str(prompt)]
+    for cmd in (pred, ev):
+        r = cli_runner.invoke(app, [*cmd, "--out", str(out), "--batch-size", "0"])
+        _assert_one_line_failure(r, out, "--batch-size 0: must be >= 1")
+        r = cli_runner.invoke(app, [*cmd, "--out", str(out), "--size", "0"])
+        _assert_one_line_failure(r, out, "--size 0")
+        afile = tmp_path / "x.pth"
+        afile.write_bytes(b"x")
+        r = cli_runner.invoke(app, [*cmd, "--out", str(afile / "sub")])
+        _assert_one_line_failure(r, out, f"{afile}: exists and is not a folder")
+    # a tensor prompt fixes the side: eval refuses a different --size, as predict does
+    tens = _tensor_prompt(tmp_path / "tens", 16)
+    for cmd in (pred, ev):
+        cmd = [c if c != str(prompt) else str(tens) for c in cmd]
+        r = cli_runner.invoke(app, [*cmd, "--out", str(out), "--size", "32"])
+        _assert_one_line_failure(r, out, "prompt tensors are 16x16 but the canvas uses 32")
+    # eval: a metric variant for another kind, and --prompt with --prompt-data
+    r = cli_runner.invoke(app, [*ev, "--out", str(out), "--metric-variant", "lol"])
+    _assert_one_line_failure(r, out, "--metric-variant lol: applies to restoration tasks only")
+    r = cli_runner.invoke(app, [*ev, "--out", str(out), "--prompt-data", str(shards)])
+    _assert_one_line_failure(r, out, "--prompt and --prompt-data both given")
+
+
+def test_predict_refuses_bad_prompt_tensors_naming_the_file(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    out = tmp_path / "out"
+    for name, side, value, needle in [
+        ("odd", 33, 0.0, "prompt tensors are 33x33; the side must be a positive multiple"),
+        ("empty", 0, 0.0, "prompt tensors are empty"),
+        ("nan", 16, float("nan"), "NaN or infinite"),
+        ("inf", 16, float("inf"), "NaN or infinite"),
+    ]:
+        folder = _tensor_prompt(tmp_path / name, side, value)
+        r = cli_runner.invoke(
+            app, ["predict", str(queries), "-p", str(folder), "-c", str(ckpt), "--out", str(out)]
+        )
+        # (the patch-size check runs once the model is loaded, after its INFO log line)
+        lines = [ln for ln in _lines(r) if not ln.startswith("INFO")]
+        assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+        assert str(folder / "prompt.safetensors") in lines[0] and needle in lines[0]
+        assert "--size" not in lines[0].split("(hint")[0]
+        assert not out.exists()
+
+
+def test_predict_task_accepts_synthetic_tasks_and_kinds(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup
+    for task in ("synthetic-semseg", "semseg"):
+        out = tmp_path / task
+        args = ["predict", str(queries), "-p", str(prompt), "-c", str(ckpt), "--task", task]
+        r = cli_runner.invoke(app, [*args, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        config = json.loads((out / "predict_config.json").read_text())
+        assert config["codec"]["name"] == "semseg"
+        assert config["codec"]["params"]["num_classes"] == 6
+
+
+def test_predict_task_codec_needing_parameters_says_which(monkeypatch):
+    from painter_cli.errors import PainterError
+    from painter_cli.inference.run import task_codec
+    from painter_cli.tasks import base
+
+    monkeypatch.setitem(base._REGISTRY, "needs-k", lambda k, scale=1: None)
+    with pytest.raises(PainterError, match="--task needs-k needs parameters: k"):
+        task_codec("needs-k")
+    with pytest.raises(PainterError, match="--task nope: unknown task or codec"):
+        task_codec("nope")

@@ -190,3 +190,12 @@ def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path):
     records = json.loads((out / "predictions.json").read_text())
     assert len(records) == 1
     assert any(p.suffix == ".png" for p in out.iterdir())
+
+
+def test_suite_queries_leave_out_the_ood_prompt_sample(tmp_path):
+    dirs = defaults.encode_suite(tmp_path / "s", size=16, count=3)
+    ood, val = ShardReader(dirs["ood"]), ShardReader(dirs["val"])
+    kept = defaults.suite_queries(ood, "synthetic-fgseg")
+    assert len(kept) == len(ood.indices("synthetic-fgseg")) - 1
+    assert all(not ood.sample_id(i).endswith("-000000") for i in kept)
+    assert defaults.suite_queries(val, "synthetic-depth") == list(val.indices("synthetic-depth"))

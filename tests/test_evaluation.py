@@ -304,3 +304,15 @@ def test_panoptic_needs_two_prompts_and_ground_truth(model, panoptic, tmp_path):
         evaluate(
             model, ShardReader(tmp_path / "bare"), "panoptic", [prompt, prompt], progress=False
         )
+
+
+def test_metric_variant_must_apply_to_the_kind(model, reader):
+    (prompt,) = prompts_from_shards(reader, "ade20k-semseg", S)
+    with pytest.raises(PainterError, match="--metric-variant lol: applies to restoration tasks"):
+        evaluate(model, reader, "ade20k-semseg", [prompt], 1, metric_variant="lol", progress=False)
+
+
+def test_evaluate_refuses_batch_size_zero(model, reader):
+    (prompt,) = prompts_from_shards(reader, "ade20k-semseg", S)
+    with pytest.raises(PainterError, match="--batch-size 0: must be >= 1"):
+        evaluate(model, reader, "ade20k-semseg", [prompt], 1, batch_size=0, progress=False)

@@ -346,3 +346,44 @@ def test_run_predict_writes_files_and_schema(tmp_path, model):
     assert config["checkpoint"] == str(ckpt) and config["size"] == S
     assert config["prompts"] == [f"{prompt / 'image.png'}:{prompt / 'target.png'}"]
     assert not list(out.glob(".*.tmp"))
+
+
+def test_resolve_device_checks_cuda_availability(monkeypatch):
+    from painter_cli.inference import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for spec in ("cuda", "cuda:0"):
+        with pytest.raises(PainterError, match=f"--device {spec}: CUDA is not available") as e:
+            resolve_device(spec)
+        assert e.value.hint == "use --device cpu or auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(PainterError, match="--device cuda:3: this machine has 1 CUDA device"):
+        resolve_device("cuda:3")
+    with pytest.raises(PainterError, match="--device cuda:x"):
+        resolve_device("cuda:x")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_decompression_bomb_names_the_file(tmp_path, monkeypatch):
+    from painter_cli.inference import open_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    path = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.raises(PainterError, match="huge.png: image is too large"):
+        open_image(path)
+
+
+def test_atomic_writes_get_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    from painter_cli.inference import write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's owner-only 0o600

@@ -206,3 +206,25 @@ def test_cli_download_and_list(server, env, tmp_path, cli_runner):
     result = cli_runner.invoke(app, ["weights", "download", "nope"])
     assert result.exit_code == 1
     assert "unknown weights 'nope'" in result.output
+
+
+def test_list_shows_wrong_files_as_invalid(env):
+    env.mkdir(parents=True)
+    (env / "painter_vit_large.pth").write_bytes(b"\x00" * 5000)  # not downloaded here
+    (env / "seggpt_vit_large.pth").mkdir()
+    rows = {r.name: r for r in W.list_weights()}
+    assert rows["painter-vit-large"].status == "invalid"
+    assert rows["seggpt-vit-large"].status == "invalid"
+
+
+def test_download_refuses_bad_url_and_cache(env, tmp_path):
+    with pytest.raises(PainterError, match="--url notaurl: not a URL"):
+        W.download_weights("painter-vit-large", url="notaurl", force=True)
+    afile = tmp_path / "x.pth"
+    afile.write_bytes(b"x")
+    with pytest.raises(PainterError, match="x.pth: exists and is not a folder"):
+        W.download_weights("painter-vit-large", cache=afile)
+    env.mkdir(parents=True)
+    (env / "painter_vit_large.pth").mkdir()
+    with pytest.raises(PainterError, match="painter_vit_large.pth: exists and is not a file"):
+        W.download_weights("painter-vit-large", force=True)

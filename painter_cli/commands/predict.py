@@ -17,7 +17,12 @@ def predict(
     checkpoint: str = typer.Option(
         None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
     ),
-    task: str = typer.Option(None, "--task", help="Codec to decode the painted output with."),
+    task: str = typer.Option(
+        None,
+        "--task",
+        help="Decode the painted output: a synthetic task or kind (synthetic-semseg, semseg) "
+        "or a codec name.",
+    ),
     out: str = typer.Option("predictions", "--out", "-o", help="Output folder."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", help="Queries per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

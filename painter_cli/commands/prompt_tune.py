@@ -17,7 +17,10 @@ def prompt_tune(
         None, "--checkpoint", "-c", help="Checkpoint dir, run dir, preset or official .pth."
     ),
     init: str = typer.Option(
-        None, "--init", help="Initial prompt folder or IMAGE:TARGET.", show_default="a random pair"
+        None,
+        "--init",
+        help="Initial prompt: a folder (its first pair, or its prompt.safetensors), IMAGE:TARGET or a .safetensors file.",
+        show_default="a random pair",
     ),
     probe: list[str] = typer.Option(
         None, "--probe", help="Validation shard folder(s).", show_default="pairs held out of --data"

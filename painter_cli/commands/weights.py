@@ -36,7 +36,7 @@ def download(
 
 @weights.command("list")
 def list_cached(cache: Path = typer.Option(None, "--cache", help=CACHE_HELP)) -> None:
-    """List the known weights with their cache state (complete, partial, missing) and size."""
+    """List the known weights with their cache state (complete, partial, invalid, missing) and size."""
     from painter_cli.weights import list_weights
 
     for row in list_weights(cache):

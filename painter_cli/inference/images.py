@@ -28,12 +28,22 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif",
 # Atomic writes
 
 
+def umask_mode(base: int = 0o666) -> int:
+    """``base`` less the process umask: the mode ``open()`` / ``mkdir()`` would give. ``mkstemp``
+    and ``mkdtemp`` make owner-only files and folders, which then outlive their rename."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(fh)`` on a temp file next to ``path``, then ``os.replace`` it into place."""
+    """Call ``write(fh)`` on a temp file next to ``path``, then ``os.replace`` it into place (with
+    the permissions a plain ``open`` would have given it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, mode) as fh:
             write(fh)
         os.replace(tmp, path)
@@ -89,6 +99,11 @@ def open_image(path: str | Path) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise PainterError(
+            f"{path}: image is too large to read safely ({exc})",
+            "downscale the image (the limit is PIL's decompression-bomb check)",
+        ) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise PainterError(f"{path}: not a readable image ({exc})") from None
     if img.width == 0 or img.height == 0:

@@ -115,8 +115,9 @@ def prompt_sources(spec: str) -> list[tuple[str, str] | str]:
     return pairs
 
 
-def load_prompt_tensors(path: str | Path) -> Prompt:
-    """Read a ``prompt.safetensors`` written by prompt-tune: normalised ``image``/``target`` (3, S, S)."""
+def load_prompt_tensors(path: str | Path, patch_size: int | None = None) -> Prompt:
+    """Read a ``prompt.safetensors`` written by prompt-tune: normalised ``image``/``target`` (3, S, S),
+    non-empty and finite; with ``patch_size``, S must be a multiple of it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -131,6 +132,24 @@ def load_prompt_tensors(path: str | Path) -> Prompt:
         raise PainterError(f"{path}: 'image' must have shape (3, S, S), got {tuple(image.shape)}")
     if target.shape != image.shape:
         raise PainterError(f"{path}: 'target' shape {tuple(target.shape)} != 'image' shape")
+    side = int(image.shape[-1])
+    if side == 0:
+        raise PainterError(
+            f"{path}: prompt tensors are empty (0x0)",
+            "write the prompt again with `painter prompt-tune`",
+        )
+    if patch_size and side % patch_size:
+        raise PainterError(
+            f"{path}: prompt tensors are {side}x{side}; the side must be a positive multiple of "
+            f"the patch size {patch_size}",
+            "write the prompt again with `painter prompt-tune` at a valid --size",
+        )
+    for name, t in (("image", image), ("target", target)):
+        if not torch.isfinite(t.float()).all():
+            raise PainterError(
+                f"{path}: tensor '{name}' holds NaN or infinite values",
+                "write the prompt again with `painter prompt-tune`",
+            )
     return Prompt(image.float(), target.float(), name=str(path))
 
 
@@ -188,13 +207,52 @@ def default_size(model: torch.nn.Module, kind: str | None = None) -> int:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against the devices this machine has."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PainterError("--device cuda: no CUDA device available", "use --device cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise PainterError(f"--device {device}: expected auto, cpu or cuda")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise PainterError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PainterError(
+                f"--device {device}: CUDA is not available here", "use --device cpu or auto"
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise PainterError(
+                f"--device {device}: this machine has {count} CUDA device(s)",
+                f"use --device cuda:0 .. cuda:{count - 1}, cpu or auto",
+            )
+    return resolved
+
+
+def check_prompt_size(prompt: Prompt, size: int | None, patch: int) -> None:
+    """A tensor prompt's side must be a positive multiple of ``patch`` and (when given) ``size``."""
+    name = prompt.name or "prompt"
+    if prompt.size <= 0 or prompt.size % patch:
+        raise PainterError(
+            f"{name}: prompt tensors are {prompt.size}x{prompt.size}; the side must be a positive "
+            f"multiple of the patch size {patch}",
+            "write the prompt again with `painter prompt-tune` at a valid --size",
+        )
+    if size is not None and prompt.size != size:
+        raise PainterError(
+            f"{name}: prompt tensors are {prompt.size}x{prompt.size} but the canvas uses {size}",
+            f"use --size {prompt.size}",
+        )
+
+
+def check_size_option(size: int | None) -> None:
+    """``--size``: None (the model's own) or a positive side; 0 is not "the default"."""
+    if size is not None and size <= 0:
+        raise PainterError(
+            f"--size {size}: must be a positive multiple of the patch size",
+            "omit --size for the model's own, or pass e.g. --size 448",
+        )
 
 
 class Predictor:
@@ -219,7 +277,7 @@ class Predictor:
         self.device = torch.device(device) if device is not None else _first_device(model)
         self.model = model.to(self.device).eval()
         self.patch = int(model.config.patch_size)
-        self.size = int(size) if size else model_image_size(model)
+        self.size = int(size) if size is not None else model_image_size(model)
         if self.size <= 0 or self.size % self.patch:
             raise PainterError(
                 f"--size {self.size}: must be a positive multiple of the patch size {self.patch}"
@@ -240,12 +298,7 @@ class Predictor:
         return self.normalize(fit_square(image, self.size, "bicubic", keep_aspect))
 
     def check_prompt(self, prompt: Prompt) -> None:
-        if prompt.size != self.size:
-            raise PainterError(
-                f"{prompt.name or 'prompt'}: prompt tensors are {prompt.size}x{prompt.size} but the "
-                f"canvas uses {self.size}",
-                f"use --size {prompt.size}",
-            )
+        check_prompt_size(prompt, self.size, self.patch)
 
     # -- canvas ----------------------------------------------------------------------------
     def canvas(

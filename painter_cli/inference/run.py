@@ -27,6 +27,8 @@ from painter_cli.inference.predictor import (
     Predictor,
     Prompt,
     check_panoptic_prompts,
+    check_prompt_size,
+    check_size_option,
     default_size,
     finish,
     load_prompt_tensors,
@@ -74,6 +76,62 @@ class PredictSettings:
 
 # --------------------------------------------------------------------------------------------
 # The predict run
+
+
+def check_batch_size(batch_size: int) -> None:
+    """``--batch-size`` of predict and eval: at least one query per forward."""
+    if batch_size < 1:
+        raise PainterError(f"--batch-size {batch_size}: must be >= 1", "pass e.g. --batch-size 4")
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` (or a folder above it) must not be an existing file."""
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise PainterError(
+                f"{folder}: exists and is not a folder", "choose another --out folder"
+            )
+
+
+SYNTHETIC_SIDE = 64  # the synthetic source's default side (its keypoint codec's frame)
+
+
+def task_codec(task: str) -> Any:
+    """The codec of predict's ``--task``: a bundled synthetic task name (``synthetic-semseg``) or
+    kind (``semseg``, ``depth``...) with that task's codec parameters, else a codec name whose
+    parameters all have defaults (``nyuv2-depth``, ``coco-instance``...)."""
+    import inspect
+
+    from painter_cli.defaults import resolve_task
+    from painter_cli.sources.synthetic import SYNTHETIC_TASKS
+    from painter_cli.tasks import get_codec
+    from painter_cli.tasks.base import _REGISTRY, list_codecs
+
+    try:
+        name = resolve_task(task, SYNTHETIC_TASKS, "the synthetic suite")
+    except PainterError:
+        name = None
+    if name is not None:
+        spec = SYNTHETIC_TASKS[name]
+        return get_codec(spec.codec, **spec.codec_params(SYNTHETIC_SIDE))
+    factory = _REGISTRY.get(task)
+    if factory is None:
+        raise PainterError(
+            f"--task {task}: unknown task or codec",
+            f"synthetic tasks: {', '.join(SYNTHETIC_TASKS)}; codecs: {', '.join(list_codecs())}",
+        )
+    required = [
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if required:
+        raise PainterError(
+            f"--task {task} needs parameters: {', '.join(required)}",
+            "name a task instead (e.g. synthetic-semseg) or a codec without parameters",
+        )
+    return get_codec(task)
 
 
 def load_prompts(specs: Sequence[str], codec: Any) -> list[Any]:
@@ -132,8 +190,8 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     anything is written; returns the ``predictions.json`` records."""
     from painter_cli.console import track
 
-    if settings.batch_size < 1:
-        raise PainterError(f"--batch-size {settings.batch_size}: must be >= 1")
+    check_batch_size(settings.batch_size)
+    check_size_option(settings.size)
     if settings.ensemble is not None and settings.ensemble not in ENSEMBLES:
         raise PainterError(
             f"--ensemble {settings.ensemble}: expected one of {', '.join(ENSEMBLES)}"
@@ -143,20 +201,18 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     if settings.seg_type not in (None, "instance", "semantic"):
         raise PainterError(f"--seg-type {settings.seg_type}: expected instance or semantic")
     ckpt = checkpoint_or_default(settings.checkpoint)
-    codec = None
-    if settings.task:
-        from painter_cli.tasks import get_codec
-
-        codec = get_codec(settings.task)
+    codec = task_codec(settings.task) if settings.task else None
     kind = codec.kind if codec is not None else None
     out = Path(settings.out)
-    if out.exists() and not out.is_dir():
-        raise PainterError(f"{out}: --out exists and is not a folder")
+    check_out_folder(out)
     queries = resolve_queries(settings.queries)
     loaded = load_prompts(settings.prompts, codec)
     panoptic = kind == "panoptic"
     if panoptic:
         check_panoptic_prompts(len(loaded), settings.task)
+    for p in loaded:  # a tensor prompt fixes the side: --size must agree (before any model work)
+        if isinstance(p, Prompt):
+            check_prompt_size(p, settings.size, 1)
     for q in queries:  # fail on a corrupt query now, not after half the outputs are written
         open_image(q)
     device = resolve_device(settings.device)
@@ -165,8 +221,14 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
         raise PainterError(
             f"{ckpt}: --seg-type needs a SegGPT checkpoint (this model has no type tokens)"
         )
+    patch = int(model.config.patch_size)
+    for p in loaded:
+        if isinstance(p, Prompt):
+            check_prompt_size(p, None, patch)
     tensor_sizes = {p.size for p in loaded if isinstance(p, Prompt)}
-    size = settings.size or (min(tensor_sizes) if tensor_sizes else default_size(model, kind))
+    size = settings.size
+    if size is None:
+        size = min(tensor_sizes) if tensor_sizes else default_size(model, kind)
     predictor = Predictor(
         model, size=size, device=device, precision=settings.precision, seg_type=settings.seg_type
     )
