@@ -387,3 +387,19 @@ def test_atomic_writes_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's owner-only 0o600
+
+
+def test_missing_inputs_and_prompts_carry_a_hint(tmp_path):
+    from painter_cli.inference import prompt_sources
+    from painter_cli.inference.images import resolve_queries
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    cases = [
+        (lambda: prompt_sources(str(tmp_path / "nodir")), "prompt folder"),
+        (lambda: prompt_sources(f"{tmp_path / 'a.png'}:{tmp_path / 'b.png'}"), "must exist"),
+        (lambda: resolve_queries([str(tmp_path / "missing.png")]), "glob pattern"),
+    ]
+    for call, hint in cases:
+        with pytest.raises(PainterError) as exc:
+            call()
+        assert hint in (exc.value.hint or "")

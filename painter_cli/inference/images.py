@@ -105,7 +105,9 @@ def open_image(path: str | Path) -> Image.Image:
             "downscale the image (the limit is PIL's decompression-bomb check)",
         ) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise PainterError(f"{path}: not a readable image ({exc})") from None
+        raise PainterError(
+            f"{path}: not a readable image ({exc})", "check that the file is a complete image"
+        ) from None
     if img.width == 0 or img.height == 0:
         raise PainterError(f"{path}: image has no pixels")
     return img
@@ -199,7 +201,9 @@ def resolve_queries(specs: Sequence[str]) -> list[Path]:
                 raise PainterError(f"{spec}: the pattern matches no file")
             found.extend(files)
         else:
-            raise PainterError(f"{spec}: no such file or folder")
+            raise PainterError(
+                f"{spec}: no such file or folder", "give image files, folders or a glob pattern"
+            )
     seen: set[Path] = set()
     unique = []
     for p in found:

@@ -80,7 +80,10 @@ def prompt_sources(spec: str) -> list[tuple[str, str] | str]:
         image, target = spec.rsplit(":", 1)
         for p in (image, target):
             if not Path(p).is_file():
-                raise PainterError(f"{p}: prompt file not found", "use --prompt IMAGE:TARGET")
+                raise PainterError(
+                    f"{p}: prompt file not found",
+                    "check the path; both IMAGE and TARGET must exist",
+                )
         return [(image, target)]
     if path.is_file():
         if path.name.endswith(".safetensors"):
@@ -90,7 +93,10 @@ def prompt_sources(spec: str) -> list[tuple[str, str] | str]:
             "give the target too: --prompt IMAGE:TARGET",
         )
     if not path.is_dir():
-        raise PainterError(f"{spec}: prompt not found")
+        raise PainterError(
+            f"{spec}: prompt not found",
+            "give a prompt folder (image + target, or prompt.safetensors) or IMAGE:TARGET",
+        )
     if (path / PROMPT_TENSORS).is_file():
         return [str(path / PROMPT_TENSORS)]
     image, target = _find_with_stem(path, "image"), _find_with_stem(path, "target")
