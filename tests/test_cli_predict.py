@@ -139,15 +139,7 @@ def test_checkpoint_that_runs_code_is_refused(cli_runner, setup, tmp_path):
 
 def test_eval_writes_metrics(cli_runner, setup, tmp_path):
     root, ckpt, prompt, queries = setup
-    codec = get_codec("nyuv2-depth")
-    rng = np.random.default_rng(5)
-    shards = tmp_path / "val"
-    tasks = {"nyuv2-depth": {"codec": "nyuv2-depth", "params": {}}}
-    with ShardWriter(shards, tasks=tasks, split="val") as writer:
-        for i in range(3):
-            depth = rng.uniform(1, 9, (24, 30)).astype(np.float32)
-            image = _photo(24, 30, 10 + i)
-            writer.add(Sample(f"s{i}", image, codec.encode(depth), {"depth_m": depth}))
+    shards = _depth_shards(tmp_path, n=3)
     out = tmp_path / "ev"
     args = ["eval", "--task", "depth", "--data", str(shards), "-c", str(ckpt), "-p", str(prompt)]
     r = cli_runner.invoke(app, [*args, "--out", str(out), "--limit", "2"])
@@ -213,15 +205,17 @@ def test_predict_subprocess(setup, tmp_path):
     assert json.loads((out / "predict_config.json").read_text())["keep_aspect"] is True
 
 
-def _depth_shards(tmp_path: Path) -> Path:
+def _depth_shards(tmp_path: Path, n: int = 2) -> Path:
+    """``n`` nyuv2-depth val samples (24x30, metric depth kept as the ``depth_m`` extra)."""
     codec = get_codec("nyuv2-depth")
     rng = np.random.default_rng(5)
     shards = tmp_path / "val"
     tasks = {"nyuv2-depth": {"codec": "nyuv2-depth", "params": {}}}
     with ShardWriter(shards, tasks=tasks, split="val") as writer:
-        for i in range(2):
+        for i in range(n):
             depth = rng.uniform(1, 9, (24, 30)).astype(np.float32)
-            writer.add(Sample(f"s{i}", _photo(24, 30, 10 + i), codec.encode(depth), {}))
+            image = _photo(24, 30, 10 + i)
+            writer.add(Sample(f"s{i}", image, codec.encode(depth), {"depth_m": depth}))
     return shards
 
 
