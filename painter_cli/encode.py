@@ -137,7 +137,7 @@ def resize_sample(sample: Sample, size: int | tuple[int, int], discrete: bool) -
     h, w = image.shape[:2]
     th, tw = _target_size(h, w, size)
     if (th, tw) == (h, w):
-        return Sample(sample.id, image, sample.target, dict(sample.extras))
+        return Sample(sample.id, image, sample.target, dict(sample.extras), sample.group)
     image = np.asarray(Image.fromarray(image).resize((tw, th), Image.BICUBIC))
     target = sample.target
     if target is not None:
@@ -149,7 +149,7 @@ def resize_sample(sample: Sample, size: int | tuple[int, int], discrete: bool) -
     for k, v in sample.extras.items():
         v = np.asarray(v)
         extras[k] = v[rows][:, cols] if v.ndim >= 2 and v.shape[:2] == (h, w) else v
-    return Sample(sample.id, image, target, extras)
+    return Sample(sample.id, image, target, extras, sample.group)
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -226,6 +226,7 @@ def _encode_shard_inner(k: int) -> dict[str, Any]:
             "count": len(shard),
             "keys": len(keys),
             "tasks": shard.task_counts,
+            **({"groups": shard.group_counts} if shard.group_counts else {}),
             "skipped": skipped,
             "fingerprint": _state["fingerprints"][k],
         }
@@ -347,6 +348,7 @@ def encode_dataset(
                     "count": sm["count"],
                     "keys": sm["keys"],
                     "tasks": sm["tasks"],
+                    **({"groups": sm["groups"]} if sm.get("groups") else {}),
                     "skipped": len(sm["skipped"]),
                 }
                 for sm in ordered

@@ -5,7 +5,8 @@ A shard directory holds ``shard-00000.h5``, ``shard-00001.h5``, ... and ``index.
 last, so a directory without it is incomplete). Every shard file is self-contained:
 
 * ``manifest``: a JSON string, one entry per sample: ``{"id", "task", "image": [format, shape,
-  offset, nbytes], "target": [...], "extras": [names]}``, read once per process and file.
+  offset, nbytes], "target": [...], "extras": [names]}`` plus ``"group"`` (a string: the sample's
+  concept, e.g. its class) when the sample has one; read once per process and file.
 * ``samples/<j>/image`` and ``samples/<j>/target``: contiguous 1-D uint8 payloads (format and shape
   repeated as dataset attributes for h5py users). ``offset``/``nbytes`` locate the raw bytes in the
   file, so the reader fetches a payload with one ``pread`` instead of h5py's per-object lookups.
@@ -243,6 +244,8 @@ class ShardFile:
         self._h5 = h5py.File(self.tmp, "w", libver="earliest", track_order=False)
         self._samples = self._h5.create_group("samples")
         self._manifest: list[dict[str, Any]] = []
+        # task -> group -> count, for the index (only samples that carry a group).
+        self.group_counts: dict[str, dict[str, int]] = {}
 
     def __len__(self) -> int:
         return len(self._manifest)
@@ -261,6 +264,15 @@ class ShardFile:
             )
         group = self._samples.create_group(str(len(self._manifest)))
         entry: dict[str, Any] = {"id": str(sample.id), "task": task}
+        sample_group = getattr(sample, "group", None)
+        if sample_group is not None:
+            if not isinstance(sample_group, str) or not sample_group:
+                raise PainterError(
+                    f"{what}: group must be a non-empty string, not {sample_group!r}"
+                )
+            entry["group"] = sample_group
+            per_task = self.group_counts.setdefault(task, {})
+            per_task[sample_group] = per_task.get(sample_group, 0) + 1
         entry["target"] = None
         for field, value in (("image", sample.image), ("target", target)):
             if value is None:
@@ -336,20 +348,31 @@ def make_index(
     **extra: Any,
 ) -> dict[str, Any]:
     """An ``index.json`` dict. ``tasks``: task -> {"codec", "params"}; ``shards``: per file
-    {"file", "count", "tasks": {task: n}, ...}; counts per task are summed from ``shards``."""
+    {"file", "count", "tasks": {task: n}, optional "groups": {task: {group: n}}, ...}; counts per
+    task (and per group, for tasks whose samples carry groups) are summed from ``shards``."""
     per_task = {t: 0 for t in tasks}
+    groups: dict[str, dict[str, int]] = {}
     for s in shards:
         for t, n in s["tasks"].items():
             if t not in tasks:
                 raise PainterError(f"shard {s['file']}: task {t!r} has no codec in the index")
             per_task[t] += n
+        for t, counts in (s.get("groups") or {}).items():
+            merged = groups.setdefault(t, {})
+            for g, n in counts.items():
+                merged[g] = merged.get(g, 0) + int(n)
     return {
         "format": FORMAT,
         "version": VERSION,
         "split": split,
         "sources": sources,
         "tasks": {
-            t: {"codec": v["codec"], "params": dict(v.get("params") or {}), "count": per_task[t]}
+            t: {
+                "codec": v["codec"],
+                "params": dict(v.get("params") or {}),
+                "count": per_task[t],
+                **({"groups": dict(sorted(groups[t].items()))} if groups.get(t) else {}),
+            }
             for t, v in tasks.items()
         },
         "count": sum(s["count"] for s in shards),
@@ -412,6 +435,8 @@ class ShardWriter:
         if shard is None or len(shard) == 0:
             return
         info = {"file": shard.path.name, "count": len(shard), "tasks": shard.task_counts}
+        if shard.group_counts:
+            info["groups"] = shard.group_counts
         shard.commit(info)
         self.shards.append(info)
         self._current = None
@@ -519,6 +544,7 @@ class ShardReader:
                         "params": dict(info.get("params") or {}),
                         "count": 0,
                         "splits": {},
+                        "groups": {},
                     }
                 elif (known["codec"], known["params"]) != (info["codec"], info.get("params") or {}):
                     raise PainterError(
@@ -534,11 +560,16 @@ class ShardReader:
                     info = self._tasks[task]
                     info["count"] += n
                     info["splits"][index["split"]] = info["splits"].get(index["split"], 0) + n
+                for task, counts in (s.get("groups") or {}).items():
+                    merged = self._tasks[task]["groups"]
+                    for g, n in counts.items():
+                        merged[g] = merged.get(g, 0) + int(n)
         self._starts = np.cumsum([0] + [f.count for f in self._files]).tolist()
         self._pid = os.getpid()
         self._handles: dict[int, Any] = {}
         self._fds: dict[int, int] = {}
         self._manifests: dict[int, list[dict[str, Any]]] = {}
+        self._groups: dict[str, dict[str, np.ndarray]] = {}
 
     # -- metadata (no image decoding) --
 
@@ -562,7 +593,12 @@ class ShardReader:
             "split": splits[0] if len(splits) == 1 else "mixed",
             "sources": [s for ix in self.indexes for s in ix.get("sources", [])],
             "tasks": {
-                t: {"codec": v["codec"], "params": v["params"], "count": v["count"]}
+                t: {
+                    "codec": v["codec"],
+                    "params": v["params"],
+                    "count": v["count"],
+                    **({"groups": dict(sorted(v["groups"].items()))} if v["groups"] else {}),
+                }
                 for t, v in self._tasks.items()
             },
             "count": len(self),
@@ -573,7 +609,8 @@ class ShardReader:
         }
 
     def task_info(self, task: str) -> dict[str, Any]:
-        """``{"codec", "params", "count", "splits": {split: count}}`` of ``task``."""
+        """``{"codec", "params", "count", "splits": {split: count}, "groups": {group: count}}`` of
+        ``task`` (``groups`` is empty when its samples carry none)."""
         self._check_task(task)
         return self._tasks[task]
 
@@ -603,6 +640,32 @@ class ShardReader:
         """The source id of sample ``i`` (no decoding)."""
         k, j = self._locate(i)
         return self._manifest(k)[j]["id"]
+
+    def group_of(self, i: int) -> str | None:
+        """The group (concept) of sample ``i``, or None when it has none (no decoding)."""
+        k, j = self._locate(i)
+        return self._manifest(k)[j].get("group")
+
+    def has_groups(self, task: str) -> bool:
+        """True when the samples of ``task`` carry groups (from the index; no manifest read)."""
+        return bool(self.task_info(task)["groups"])
+
+    def groups(self, task: str) -> dict[str, np.ndarray]:
+        """group -> int64 global indices of the samples of ``task`` in that group, groups sorted
+        by name; ``{}`` when the task's samples carry no groups. Samples of a grouped task that
+        lack a group are left out. Reads the manifests once; cached."""
+        cached = self._groups.get(task)
+        if cached is not None:
+            return cached
+        out: dict[str, list[int]] = {}
+        if self.has_groups(task):
+            for i in self.indices(task):
+                g = self.group_of(int(i))
+                if g is not None:
+                    out.setdefault(g, []).append(int(i))
+        result = {g: np.asarray(out[g], np.int64) for g in sorted(out)}
+        self._groups[task] = result
+        return result
 
     def task_of(self, i: int) -> str:
         """The task of sample ``i`` (no decoding)."""
@@ -749,6 +812,7 @@ def summarize(reader: ShardReader) -> dict[str, Any]:
                     "task": task,
                     "split": index["split"],
                     "count": int(t["count"]),
+                    "groups": dict(t.get("groups") or {}),
                     "codec": t["codec"],
                     "params": t.get("params") or {},
                     "skipped": int(index.get("skipped", 0)),
@@ -761,6 +825,15 @@ def summarize(reader: ShardReader) -> dict[str, Any]:
         "shards": sum(len(ix["shards"]) for ix in reader.indexes),
         "dirs": [str(d) for d in reader.dirs],
     }
+
+
+def group_summary(groups: dict[str, int], show: int = 3) -> str:
+    """``"12: crescent (10), ring (10), star (8), ..."`` for ``painter info``; ``"-"`` for none."""
+    if not groups:
+        return "-"
+    names = [f"{g} ({n})" for g, n in list(groups.items())[:show]]
+    more = ", ..." if len(groups) > show else ""
+    return f"{len(groups)}: {', '.join(names)}{more}"
 
 
 # ``export_pairs`` names: ``<k>_<task>_<id>.png``, every part made file-name safe.

@@ -70,8 +70,10 @@ def write_shards(
     split: str = "train",
     seed: int = 0,
     shard_size: int = 5,
+    groups: int = 0,
 ) -> Path:
-    """Write ``n`` samples per task of (H, W) = ``size`` into ``out``; returns ``out``."""
+    """Write ``n`` samples per task of (H, W) = ``size`` into ``out``; returns ``out``. With
+    ``groups`` G > 0, sample k of each task belongs to group ``f"g{k % G}"``."""
     out = Path(out)
     rng = np.random.default_rng(seed)
     specs = {t: {"codec": CODECS.get(t, "restoration"), "params": {}} for t in tasks}
@@ -80,7 +82,7 @@ def write_shards(
             codec = get_codec(specs[t]["codec"])
             for k in range(n):
                 image = _image(rng, *size)
-                writer.add(
-                    Sample(id=f"{t}-{k}", image=image, target=_target(t, codec, image, rng)), t
-                )
+                group = f"g{k % groups}" if groups else None
+                target = _target(t, codec, image, rng)
+                writer.add(Sample(id=f"{t}-{k}", image=image, target=target, group=group), t)
     return out

@@ -248,6 +248,15 @@ def test_cli_info_table(tmp_path, cli_runner):
     assert "lol-lowlight" in result.output and "2 samples in 1 shards" in result.output
 
 
+def test_cli_info_table_shows_groups(tmp_path, cli_runner):
+    from fakes_shards import write_shards
+
+    write_shards(tmp_path / "g", ("ade20k-semseg",), n=4, groups=2)
+    result = cli_runner.invoke(app, ["info", str(tmp_path / "g")], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "2: g0 (2), g1 (2)" in result.output
+
+
 def test_cli_info_table_keeps_names_whole_on_an_80_column_terminal(tmp_path, cli_runner):
     from painter_cli.defaults import encode_suite
 

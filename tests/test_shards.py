@@ -12,6 +12,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from fakes_shards import write_shards
 from PIL import Image
 
 from painter_cli.errors import PainterError
@@ -20,6 +21,7 @@ from painter_cli.shards import (
     ShardReader,
     ShardWriter,
     export_pairs,
+    group_summary,
     inspect_dirs,
     pack_array,
     pack_image,
@@ -141,6 +143,38 @@ def test_writer_reader_round_trip_with_tasks_extras_and_indices(tmp_path):
     with pytest.raises(IndexError):
         r[5]
     assert [s["id"] for s in r] == [f"s{i}" for i in range(5)]
+
+
+def test_groups_round_trip_through_index_reader_and_summary(tmp_path):
+
+    d = write_shards(tmp_path / "g", ("ade20k-semseg", "nyuv2-depth"), n=7, groups=3)
+    plain = write_shards(tmp_path / "p", ("restoration-x",), n=3)
+    r = ShardReader([d, plain])
+    # 7 samples per task, sample k in group g{k % 3}: g0 = {0, 3, 6}, g1 = {1, 4}, g2 = {2, 5}.
+    assert r.index["tasks"]["ade20k-semseg"]["groups"] == {"g0": 3, "g1": 2, "g2": 2}
+    assert r.task_info("nyuv2-depth")["groups"] == {"g0": 3, "g1": 2, "g2": 2}
+    assert r.has_groups("ade20k-semseg") and not r.has_groups("restoration-x")
+    groups = r.groups("nyuv2-depth")
+    assert list(groups) == ["g0", "g1", "g2"]
+    np.testing.assert_array_equal(groups["g0"], [7, 10, 13])
+    np.testing.assert_array_equal(groups["g2"], [9, 12])
+    assert r.group_of(9) == "g2" and r.group_of(14) is None
+    assert r.groups("restoration-x") == {}
+    rows = {row["task"]: row for row in summarize(r)["rows"]}
+    assert rows["ade20k-semseg"]["groups"] == {"g0": 3, "g1": 2, "g2": 2}
+    assert rows["restoration-x"]["groups"] == {}
+    assert group_summary(rows["nyuv2-depth"]["groups"], show=2) == "3: g0 (3), g1 (2), ..."
+    assert group_summary({}) == "-"
+
+
+def test_a_group_must_be_a_non_empty_string(tmp_path):
+    img = np.zeros((4, 4, 3), np.uint8)
+    with (
+        pytest.raises(PainterError, match="group must be a non-empty string"),
+        ShardWriter(tmp_path / "d", {"t": {"codec": "restoration", "params": {}}}) as w,
+    ):
+        w.add(Sample(id="a", image=img, target=img, group=""))
+    assert not (tmp_path / "d" / INDEX).exists()
 
 
 def test_writer_rejects_size_mismatch_and_leaves_no_partial_shard(tmp_path):

@@ -72,13 +72,16 @@ class Sample:
     ``image``: (H, W, 3) uint8 RGB, or the source file's encoded bytes (JPEG/PNG) when it is stored
     as is (lossless with respect to the source). ``target``: (H, W, 3) uint8, painted by the task's
     codec. ``extras``: arrays that evaluation needs and the painted target cannot give back exactly
-    (e.g. ``{"depth_m": float32 (H, W)}``).
+    (e.g. ``{"depth_m": float32 (H, W)}``). ``group``: the concept the sample shows (a class name,
+    a video, any string), or None; tasks that pair by group prompt a query with another sample of
+    its own group.
     """
 
     id: str
     image: np.ndarray | bytes
     target: np.ndarray | None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    group: str | None = None
 
 
 class Source:
