@@ -231,6 +231,7 @@ def test_subprocess_encode_and_info_json(tmp_path):
             "task": "lol-lowlight",
             "split": "val",
             "count": 2,
+            "groups": {},
             "codec": "restoration",
             "params": {},
             "skipped": 0,
