@@ -10,7 +10,7 @@ import importlib
 import sys
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from painter_cli import __version__
 from painter_cli.errors import PainterError
@@ -61,6 +61,27 @@ class _PainterGroup(TyperGroup):
             )
             ctx.exit(1)
 
+
+def _flags_show_no_type() -> None:
+    """Rich help lists switches as plain flags (``--debug``), not ``--debug <bool>``.
+
+    typer's rich formatter prints every option's value type, even for flags that take no value
+    (its plain-text formatter already skips them); a flag's type column is left empty instead.
+    """
+    shows_type = TyperOption.display_type_rich
+    if getattr(shows_type, "_painter_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if self.is_flag or self.count:
+            return None
+        return shows_type(self, ctx)
+
+    display_type_rich._painter_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
 
 app = typer.Typer(
     cls=_PainterGroup,

@@ -107,3 +107,14 @@ def test_an_interrupt_prints_its_hint(cli_runner):
     result = cli_runner.invoke(_failing_app(exc), ["boom"])
     assert result.exit_code == 130
     assert result.output.strip() == f"error: interrupted (hint: {exc.hint})"
+
+
+def test_help_shows_switches_as_flags(cli_runner):
+    # typer's rich help printed "--debug <bool>", as if the switch took a value.
+    result = cli_runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    assert "--debug" in result.output
+    result = cli_runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "120"})
+    assert "<bool>" not in result.output
+    assert "<int>" in result.output  # options that take a value keep their type
