@@ -247,7 +247,7 @@ def banded_texture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _instance(rng: np.random.Generator, size: int):
-    # Why this design (measured with the tiny model, see the README): shapes are centred on the
+    # Why this design (measured with the tiny model, see docs/tasks.md): shapes are centred on the
     # codec's colour blocks, so a shape's colour is nearly constant and learnable at 32 px; and
     # they are banded, so a prompt of another task that copies the image (restoration) paints
     # stripes that decode to no instance, instead of flat shapes that decode by chance.
