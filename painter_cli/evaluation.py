@@ -606,7 +606,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     queries = reader
     if bundled_prompt:  # never score the bundled prompt's own sample (fgseg: ood sample 0)
         from painter_cli.defaults import suite_queries
-        from painter_cli.prompts import TaskView
+        from painter_cli.shards import TaskView
 
         queries = TaskView(reader, task, suite_queries(reader, task))
     result = evaluate(

@@ -158,9 +158,11 @@ def _open_pil(data: bytes, what: str):
 def _pil_to_rgb(im, what: str) -> np.ndarray:
     from PIL import ImageOps
 
+    from painter_cli.pixels import to_rgb
+
     try:
-        im = ImageOps.exif_transpose(im)
-        return np.array(im.convert("RGB"))
+        # The conversion predict uses too: 16-bit and float gray keep their range.
+        return to_rgb(ImageOps.exif_transpose(im))
     except (OSError, ValueError) as e:
         raise PainterError(f"{what}: not a readable image ({e})") from None
 
@@ -796,6 +798,39 @@ class ShardReader:
 
     def __repr__(self) -> str:
         return f"ShardReader({len(self)} samples, tasks={self.tasks}, dirs={[str(d) for d in self.dirs]})"
+
+
+class TaskView:
+    """A shard reader seen through some samples of one task: what ``evaluate`` reads
+    (``tasks``, ``codec``, ``indices``, ``reader[i]``, ``dirs``), so its queries (prompt-search
+    probes, eval's suite queries) are any index list of the reader."""
+
+    def __init__(self, reader: Any, task: str, indices: Sequence[int]):
+        self.reader = reader
+        self.task = task
+        self.dirs = reader.dirs
+        self._indices = np.asarray(list(indices), dtype=np.int64)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.task]
+
+    def codec(self, task: str) -> Any:
+        return self.reader.codec(task)
+
+    def task_info(self, task: str) -> dict[str, Any]:
+        return self.reader.task_info(task)
+
+    def indices(self, task: str) -> np.ndarray:
+        if task != self.task:
+            raise PainterError(f"task {task!r} is not in this view (it holds {self.task!r})")
+        return self._indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.reader[int(i)]
 
 
 # --- inspection (painter info) ------------------------------------------------------------------------
