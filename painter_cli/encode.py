@@ -337,7 +337,12 @@ def encode_dataset(
         skipped_path = out / shards.SKIPPED
         if skipped:
             shards.atomic_write_text(skipped_path, "".join(f"{p}\t{r}\n" for p, r in skipped))
-            log.warning("skipped %d unreadable input(s), listed in %s", len(skipped), skipped_path)
+            log.warning(
+                "skipped %d input(s), listed in %s (first: %s: %s)",
+                len(skipped),
+                skipped_path,
+                *skipped[0],
+            )
         else:
             skipped_path.unlink(missing_ok=True)
         index = shards.make_index(

@@ -10,7 +10,7 @@ import pytest
 from fakes import make_ade20k, make_derain, make_lol, make_pairs, save_png
 
 from painter_cli import sources
-from painter_cli.encode import encode_dataset
+from painter_cli.encode import EncodeSettings, encode_dataset
 from painter_cli.errors import PainterError
 from painter_cli.shards import ShardReader
 from painter_cli.sources import get_source, list_sources
@@ -177,3 +177,40 @@ def test_skip_reasons_hold_no_memory_addresses(tmp_path):
     with pytest.raises(SkipItem) as err:
         read_image(bad)
     assert " at 0x" not in err.value.reason and "'bad.png'" in err.value.reason
+
+
+def test_pairs_skips_targets_their_label_codec_cannot_paint(tmp_path):
+    # A 1-class mask task given a colour photo as one target: that pair is skipped with the reason
+    # (2 of its 4 pixels are neither black nor the class colour white), the clean one is kept.
+    for stem, target in {
+        "ok": [[[0, 0, 0], [255, 255, 255]], [[255, 255, 255], [0, 0, 0]]],
+        "photo": [[[0, 0, 0], [255, 255, 255]], [[12, 200, 7], [250, 250, 250]]],
+    }.items():
+        save_png(tmp_path / f"p/images/{stem}.png", np.zeros((2, 2, 3), np.uint8))
+        save_png(tmp_path / f"p/targets/{stem}.png", np.array(target, np.uint8))
+    opts = {"task": "edges", "codec": "semseg", "codec_params": {"num_classes": 1}}
+    s = encode_dataset("pairs", tmp_path / "p", tmp_path / "out", options=opts)
+    assert s.samples == 1
+    ((path, reason),) = s.skipped
+    assert path.endswith("targets/photo.png")
+    assert reason.startswith("2 of 4 pixels are not colours of codec semseg (e.g. (12, 200, 7))")
+    assert "targets/photo.png\t2 of 4 pixels" in (tmp_path / "out/skipped.txt").read_text()
+    with pytest.raises(PainterError, match=r"photo.png: 2 of 4 pixels are not colours"):
+        encode_dataset(
+            "pairs",
+            tmp_path / "p",
+            tmp_path / "o2",
+            options=opts,
+            settings=EncodeSettings(strict=True),
+        )
+
+
+def test_pairs_names_a_missing_target(tmp_path):
+    make_pairs(tmp_path / "p", n=2)
+    (tmp_path / "p/targets/img1.png").unlink()
+    s = encode_dataset(
+        "pairs", tmp_path / "p", tmp_path / "o", options={"task": "t", "codec": "restoration"}
+    )
+    assert s.skipped == [
+        (str(tmp_path / "p/targets/img1.png"), "target not found (for image img1.png)")
+    ]

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from painter_cli.errors import PainterError
+from painter_cli.pixels import target_to_rgb, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +74,6 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
 # Image loading
 
 
-def _pil_to_rgb(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> (H, W, 3) uint8. 16-bit and 32-bit gray keep their full range (/257)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img).astype(np.float64)
-        peak = 65535.0 if img.mode != "I" or arr.max() > 255 else 255.0
-        gray = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if img.mode == "F":
-        arr = np.asarray(img).astype(np.float64)
-        scale = 255.0 if arr.max() <= 1.0 else 1.0
-        gray = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    # RGBA/LA/P-with-transparency: the alpha channel is dropped, as the official convert("RGB").
-    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-
-
 def open_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
@@ -114,24 +99,25 @@ def open_image(path: str | Path) -> Image.Image:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file of any mode (L, RGB, RGBA, P, 16-bit) honouring EXIF orientation.
+    """Read an image file of any mode (``pixels.to_rgb``: L, RGB, RGBA, P, CMYK, 16-bit...)
+    honouring EXIF orientation.
 
     Returns (H, W, 3) uint8 RGB.
     """
-    return _pil_to_rgb(open_image(path))
+    return _converted(path, to_rgb)
+
+
+def _converted(path: str | Path, convert: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+    try:
+        return convert(open_image(path), *args)
+    except ValueError as exc:  # a mode PIL cannot convert (e.g. LAB)
+        raise PainterError(f"{path}: cannot read as RGB ({exc})") from None
 
 
 def load_target(path: str | Path, codec: Any = None) -> np.ndarray:
-    """Read a prompt target as (H, W, 3) uint8.
-
-    With a depth codec, a 16-bit target (millimetres, as the NYUv2 ``sync_depth`` PNGs) is painted
-    by the codec (the official ``mm / 10000 * 255`` then truncation) instead of rescaled as gray.
-    """
-    img = open_image(path)
-    if getattr(codec, "kind", None) == "depth" and img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        mm = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
-        return codec.encode(mm)
-    return _pil_to_rgb(img)
+    """Read a prompt target as (H, W, 3) uint8 (``pixels.target_to_rgb``: with a depth codec, a
+    16-bit target in millimetres is painted by the codec instead of rescaled as gray)."""
+    return _converted(path, target_to_rgb, codec)
 
 
 # --------------------------------------------------------------------------------------------

@@ -152,12 +152,26 @@ def read_image(path: str | Path, keep_jpeg: bool = True) -> np.ndarray | bytes:
     """Read and fully decode one image file (so corrupt files are caught here).
 
     Returns the file's bytes when ``keep_jpeg`` and it is an RGB JPEG without an EXIF rotation (the
-    shard stores them as is), else an (H, W, 3) uint8 RGB array, EXIF-transposed. Raises ``SkipItem``
-    for a missing, truncated or non-image file.
+    shard stores them as is), else an (H, W, 3) uint8 RGB array, EXIF-transposed and converted by
+    ``pixels.to_rgb`` (as ``predict`` reads it). Raises ``SkipItem`` for a missing, truncated or
+    non-image file.
     """
+    return _read(path, keep_jpeg=keep_jpeg, what="image")
+
+
+def read_target(path: str | Path, codec: Any = None) -> np.ndarray:
+    """Read an already-painted target file as (H, W, 3) uint8, EXIF-transposed and converted by
+    ``pixels.target_to_rgb`` (as ``predict`` reads a prompt target: with a depth codec, 16-bit gray
+    is millimetres). Raises ``SkipItem`` for a missing (``target not found``) or unreadable file."""
+    return _read(path, keep_jpeg=False, what="target", codec=codec)
+
+
+def _read(path: str | Path, keep_jpeg: bool, what: str, codec: Any = None) -> np.ndarray | bytes:
     import io
 
     from PIL import Image, ImageOps
+
+    from painter_cli.pixels import target_to_rgb
 
     path = Path(path)
     try:
@@ -167,11 +181,11 @@ def read_image(path: str | Path, keep_jpeg: bool = True) -> np.ndarray | bytes:
             orientation = im.getexif().get(0x0112, 1)
             if keep_jpeg and im.format == "JPEG" and im.mode == "RGB" and orientation in (0, 1):
                 return data
-            return np.array(ImageOps.exif_transpose(im).convert("RGB"))
+            return target_to_rgb(ImageOps.exif_transpose(im), codec)
     except FileNotFoundError:
-        raise SkipItem(path, "file not found") from None
+        raise SkipItem(path, f"{what} not found") from None
     except (OSError, SyntaxError, ValueError) as e:  # PIL reports corrupt data as OSError
-        raise SkipItem(path, f"unreadable image ({e})") from None
+        raise SkipItem(path, f"unreadable {what} ({e})") from None
 
 
 def read_label(path: str | Path) -> np.ndarray:

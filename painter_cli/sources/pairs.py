@@ -3,7 +3,9 @@
 ``painter encode pairs ROOT --task NAME --codec CODEC`` pairs ``ROOT/images/<stem>.*`` with
 ``ROOT/targets/<stem>.*``; ``--json LIST`` (or ROOT being a ``.json`` file) reads the official
 pair-list format ``[{"image_path", "target_path", ...}]`` instead, paths relative to ROOT. Targets
-are stored as is: they must convert to RGB and have the image's size.
+are stored as is: they must convert to RGB (as ``predict`` reads them), have the image's size and
+hold only what their codec paints (``Codec.check_target``; e.g. a ``semseg`` target only black and
+its class colours); a pair failing that is skipped and listed in ``skipped.txt`` with the reason.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from painter_cli.sources.base import (
     check_task_name,
     parse_options,
     read_image,
+    read_target,
 )
 
 log = logging.getLogger(__name__)
@@ -46,12 +49,14 @@ def require_dir(path: Path, layout_line: str) -> None:
         raise PainterError(f"{path}: folder not found", hint=f"expected {layout_line}")
 
 
-def read_pair(image_path: Path, target_path: Path) -> tuple[bytes | Any, Any]:
-    """(image as kept bytes or RGB array, target RGB array); ``PainterError`` on a size mismatch."""
+def read_pair(image_path: Path, target_path: Path, codec: Any = None) -> tuple[bytes | Any, Any]:
+    """(image as kept bytes or RGB array, target RGB array), both read as ``predict`` reads them
+    (``read_target``: with a depth ``codec``, 16-bit gray targets are millimetres); ``PainterError``
+    on a size mismatch."""
     from painter_cli.shards import image_size
 
     image = read_image(image_path, keep_jpeg=True)
-    target = read_image(target_path, keep_jpeg=False)
+    target = read_target(target_path, codec)
     if image_size(image) != target.shape[:2]:
         h, w = image_size(image)
         raise PainterError(
@@ -162,6 +167,10 @@ class PairsSource(Source):
     def load(self, key: str) -> list[Sample]:
         sid, image_path, target_path = self.pairs[int(key)]
         if not target_path.is_file():
-            raise SkipItem(target_path, f"no target for image {image_path.name}")
-        image, target = read_pair(image_path, target_path)
+            raise SkipItem(target_path, f"target not found (for image {image_path.name})")
+        codec = self.target_codec()
+        image, target = read_pair(image_path, target_path, codec)
+        problem = codec.check_target(target)
+        if problem:
+            raise SkipItem(target_path, problem)
         return [Sample(id=sid, image=image, target=target)]

@@ -58,6 +58,11 @@ class Codec:
         t = as_painted(target, f"{self.name} target")
         return np.ones(t.shape, np.float32)
 
+    def check_target(self, target: np.ndarray) -> str | None:
+        """Why an already-painted (H, W, 3) uint8 target cannot come from this codec (one line), or
+        None when it can. Codecs whose every image is a valid painting accept all."""
+        return None
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Codec) and self.name == other.name and self.params() == other.params()

@@ -134,6 +134,21 @@ class SemanticCodec(Codec):
         """(H, W, L) float32 L1 distances to the class colours (index ``k`` = class ``k + 1``)."""
         return l1_distances(painted, self.colours)
 
+    def check_target(self, target: np.ndarray) -> str | None:
+        """A label target holds only black and the class colours: anything else (a photo, JPEG
+        ringing, anti-aliased edges) would be learnt as colours no class has."""
+        colours, inverse, counts = unique_colours(target)
+        known = (colours[:, None, :] == self._lut[None].astype(np.float32)).all(axis=2).any(axis=1)
+        if known.all():
+            return None
+        bad = int(counts[~known].sum())
+        example = tuple(int(v) for v in colours[np.flatnonzero(~known)[0]])
+        return (
+            f"{bad} of {inverse.size} pixels are not colours of codec {self.name} "
+            f"(e.g. {example}); a {self.num_classes}-class target holds only black and its "
+            f"{self.num_classes} class colour(s)"
+        )
+
     def valid(self, target: np.ndarray) -> np.ndarray:
         t = as_painted(target, f"{self.name} target")
         if self.background:
