@@ -58,10 +58,25 @@ def test_registry_names_kinds_and_params_rebuild():
 def test_registry_errors():
     with pytest.raises(PainterError, match="unknown codec 'nope'"):
         get_codec("nope")
-    with pytest.raises(PainterError, match="bad parameters"):
+    with pytest.raises(PainterError, match="unknown parameter"):
         get_codec("ade20k-semseg", num_classes=3)
     with pytest.raises(PainterError, match="cannot hold"):
         get_codec("semseg", num_classes=200, base=5)
+
+
+def test_parameter_errors_name_the_codecs_parameters():
+    # They used to show Python internals: "_semseg() missing 1 required positional argument".
+    with pytest.raises(PainterError) as err:
+        get_codec("semseg")
+    assert err.value.message == "codec 'semseg': missing parameter(s) num_classes"
+    assert (
+        err.value.hint
+        == "codec semseg takes --codec-param num_classes (required), base, background"
+    )
+    with pytest.raises(PainterError) as err:
+        get_codec("restoration", num_classes=3)
+    assert err.value.message == "codec 'restoration': unknown parameter(s) num_classes"
+    assert err.value.hint == "codec restoration takes no parameters"
 
 
 # --- semantic -------------------------------------------------------------------------------------

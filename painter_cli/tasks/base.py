@@ -94,10 +94,43 @@ def get_codec(name: str, **params: Any) -> Codec:
         raise PainterError(
             f"unknown codec {name!r}", hint=f"known codecs: {', '.join(list_codecs())}"
         ) from None
+    accepted = codec_parameters(name)
+    required = [k for k, has_default in accepted.items() if not has_default]
+    unknown = sorted(set(params) - set(accepted))
+    missing = [k for k in required if k not in params]
+    if unknown or missing:
+        problem = (
+            f"unknown parameter(s) {', '.join(unknown)}"
+            if unknown
+            else f"missing parameter(s) {', '.join(missing)}"
+        )
+        raise PainterError(f"codec {name!r}: {problem}", hint=describe_parameters(name))
     try:
         return factory(**params)
     except TypeError as e:
         raise PainterError(f"codec {name!r}: bad parameters {params!r} ({e})") from None
+
+
+def codec_parameters(name: str) -> dict[str, bool]:
+    """The parameters codec ``name`` takes: parameter -> whether it has a default."""
+    import inspect
+
+    signature = inspect.signature(_REGISTRY[name])
+    return {
+        k: p.default is not inspect.Parameter.empty
+        for k, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def describe_parameters(name: str) -> str:
+    """One line naming codec ``name``'s parameters, e.g. ``semseg takes --codec-param
+    num_classes (required), base, background``."""
+    accepted = codec_parameters(name)
+    if not accepted:
+        return f"codec {name} takes no parameters"
+    listed = [k if has_default else f"{k} (required)" for k, has_default in accepted.items()]
+    return f"codec {name} takes --codec-param " + ", ".join(listed)
 
 
 def list_codecs() -> list[str]:
