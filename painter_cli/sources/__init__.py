@@ -34,6 +34,7 @@ SOURCES: dict[str, str] = {
     "sidd": "sidd:SiddSource",
     "derain": "derain:DerainSource",
     "lol": "lol:LolSource",
+    "fss1000": "fss1000:Fss1000Source",
     "pairs": "pairs:PairsSource",
     "synthetic": "synthetic:SyntheticSource",
 }
