@@ -160,6 +160,87 @@ def test_random_mean_scores_random_candidates_on_all_probes(world, tmp_path):
     assert report["best"]["score"] >= report["random_mean"]
 
 
+def test_select_reports_what_was_searched_when_less_than_asked(world, tmp_path):
+    # 12 pairs, 4 probes: --candidates 64 can search only 8, and 10 random prompts are those 8.
+    train = ShardReader(world["train"])
+    cands, probes = split_indices(train, "nyuv2-depth", 64, 4)
+    assert len(cands) == 8
+    quality = {c: float(k) for k, c in enumerate(cands)}
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(quality), out=tmp_path, metric="toy",
+        higher_is_better=True, random=10, progress=False,
+        requested={"candidates": 64, "probes": 4},
+    )  # fmt: skip
+    assert report["searched"] == {
+        "pairs": 12, "candidates": 8, "probes": 4, "random": 8, "overlap": 0
+    }  # fmt: skip
+    assert report["requested"] == {"candidates": 64, "probes": 4, "random": 10}
+    assert report["warnings"] == [
+        "--candidates 64: the task has 12 training pairs, 4 held out as probes; searched 8",
+        "--random 10: only 8 candidates, so the random prompts are all of them (the random mean "
+        "is the candidates' mean)",
+    ]
+    assert json.loads((tmp_path / "report.json").read_text())["searched"]["candidates"] == 8
+    # as asked: no warning
+    again = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(quality), out=tmp_path, metric="toy",
+        higher_is_better=True, random=3, progress=False,
+        requested={"candidates": 8, "probes": 4},
+    )  # fmt: skip
+    assert again["warnings"] == [] and again["tied"] == [] and again["all_tied"] is False
+
+
+def test_select_warns_when_probes_are_candidates_or_fewer_than_asked(world, tmp_path):
+    train = ShardReader(world["train"])
+    same = ShardReader(world["train"])  # --probe naming the --data folder
+    cands, probes = split_indices(train, "nyuv2-depth", 6, 6, probe_reader=same)
+    overlap = len(set(cands) & set(probes))  # one reader's indices: the same samples
+    assert overlap == 3
+    quality = {c: float(k) for k, c in enumerate(cands)}
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(quality), out=tmp_path / "a", metric="toy",
+        higher_is_better=True, random=0, progress=False, probe_reader=same,
+        requested={"candidates": 6, "probes": 6},
+    )  # fmt: skip
+    assert report["searched"]["overlap"] == 3
+    assert report["warnings"] == [
+        "3 of the 6 probes are also candidates (--probe and --data share a folder): a pair "
+        "prompting itself scores as if it copied its own target"
+    ]
+    # probes from other shards (same ids, other folder) never overlap; fewer than asked: said
+    val = ShardReader(world["val"])
+    cands, probes = split_indices(train, "nyuv2-depth", 4, 10, probe_reader=val)
+    assert len(probes) == 6
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(quality), out=tmp_path / "b", metric="toy",
+        higher_is_better=True, random=0, progress=False, probe_reader=val,
+        requested={"candidates": 4, "probes": 10},
+    )  # fmt: skip
+    assert report["searched"]["overlap"] == 0
+    assert report["warnings"] == ["--probe-size 10: only 6 probe queries available; scored on 6"]
+
+
+def test_select_reports_ties_as_ties(world, tmp_path):
+    train = ShardReader(world["train"])
+    cands, probes = split_indices(train, "nyuv2-depth", 8, 4)
+    flat = {c: 0.5 for c in cands}  # every candidate scores the same on every probe
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(flat), out=tmp_path / "flat", metric="toy",
+        higher_is_better=True, random=0, progress=False,
+    )  # fmt: skip
+    assert report["all_tied"] is True
+    finalists = [c["id"] for c in report["candidates"] if c["probes"] == 4]
+    assert report["tied"] == finalists and len(finalists) == 2
+    # two equal best, the rest worse: a tie of two, not of all
+    two = {c: (1.0 if k in (2, 5) else float(k) / 100) for k, c in enumerate(cands)}
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(two), out=tmp_path / "two", metric="toy",
+        higher_is_better=True, random=0, progress=False,
+    )  # fmt: skip
+    assert report["all_tied"] is False
+    assert sorted(report["tied"]) == sorted(train.sample_id(cands[k]) for k in (2, 5))
+
+
 def test_resume_skips_cached_scores(world, tmp_path):
     train = ShardReader(world["train"])
     cands, probes = split_indices(train, "nyuv2-depth", 8, 4)
@@ -232,6 +313,31 @@ def test_prompt_select_cli_with_model(world, tmp_path, cli_runner):
     again = cli_runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert json.loads((out / "report.json").read_text())["forward_passes_this_run"] == 0
+
+
+def test_prompt_select_cli_says_what_it_searched_and_reports_ties(world, tmp_path, cli_runner):
+    # A model with every weight zero paints the same canvas whatever the prompt: all scores tie.
+    model = build_model("painter-tiny", seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    ckpt = save_checkpoint(tmp_path / "flat", model)
+    out = tmp_path / "sel"
+    args = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(ckpt), "--device", "cpu"]
+    args += ["--data", str(world["train"]), "--candidates", "64", "--probe-size", "4"]
+    args += ["--min-probes", "1", "--random", "10", "--out", str(out)]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "searched 8 of 12 training pairs on 4 probes, 8 random prompts" in text
+    assert "warning: --candidates 64: the task has 12 training pairs, 4 held out" in text
+    assert "warning: --random 10: only 8 candidates" in text
+    assert "all 8 candidates scored the same on the first 1 probes" in text
+    assert "no best: 2 candidates tie at rmse" in text
+    assert "best " not in text.replace("no best", "")
+    report = json.loads((out / "report.json").read_text())
+    assert report["searched"]["candidates"] == 8 and report["settings"]["candidates"] == 64
+    assert len(report["tied"]) == 2 and report["all_tied"] is True
 
 
 def test_prompt_commands_default_out_is_named_and_printed(world, tmp_path, monkeypatch, cli_runner):

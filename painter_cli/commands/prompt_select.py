@@ -95,8 +95,31 @@ def prompt_select(
     ):
         if value is not None:
             console.print(f"{label}: {value:.4f}")
+    n = r["searched"]
     console.print(
-        f"best {r['best']['id']} -> {r['prompt']}; top {len(r['top'])} -> {r['top_prompts']}\n"
+        f"searched {n['candidates']} of {n['pairs']} training pairs on {n['probes']} probes, "
+        f"{n['random']} random prompts"
+    )
+    for line in r["warnings"]:
+        console.print(f"warning: {line}", markup=False)
+    if r["all_tied"]:
+        console.print(
+            f"all {n['candidates']} candidates scored the same on the first "
+            f"{r['rounds'][0]['probes']} probes: the first halving round kept arbitrary ones"
+        )
+    if r["tied"]:
+        score = "nan" if r["best"]["score"] is None else f"{r['best']['score']:.4f}"
+        console.print(
+            f"no best: {len(r['tied'])} candidates tie at {r['metric']} {score} "
+            f"({', '.join(r['tied'][:5])}{', ...' if len(r['tied']) > 5 else ''}); "
+            f"{r['prompt']} holds the first of them by draw order",
+            markup=False,
+        )
+        head = "tied"
+    else:
+        head = f"best {r['best']['id']}"
+    console.print(
+        f"{head} -> {r['prompt']}; top {len(r['top'])} -> {r['top_prompts']}\n"
         f"{r['forward_passes']} forward passes: search {r['search_evaluations']} (all pairs on all "
         f"probes: {r['naive_evaluations']}), the rest random prompts and retrieval"
     )

@@ -217,6 +217,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
             fingerprint=fingerprint,
             per_query=per_query,
             probe_reader=preader,
+            requested={"candidates": settings.candidates, "probes": settings.probe_size},
         )
     finally:
         scorer.close()

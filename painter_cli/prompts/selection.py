@@ -4,6 +4,8 @@ successive halving (``halving``), the best kept; ``per_query`` adds retrieval.""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from painter_cli.inference import write_json
 from painter_cli.prompts.files import REPORT_FILE, TOP_DIR, sample_id, write_pair, write_top
 from painter_cli.prompts.halving import (
     SCORES_FILE,
+    HalvingResult,
     ScoreCache,
     ScoreFn,
     halving_cost,
@@ -22,6 +25,8 @@ from painter_cli.prompts.halving import (
     nanmean,
     successive_halving,
 )
+
+log = logging.getLogger(__name__)
 
 
 def split_indices(
@@ -83,14 +88,19 @@ def select_prompts(
     per_query: Callable[[Sequence[int], Sequence[int]], Sequence[int]] | None = None,
     probe_reader: Any = None,
     progress: bool = True,
+    requested: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """Successive-halving search of ``candidates`` (indices of ``train``) on ``probes`` with
     ``score`` (candidate, probes) -> per-probe scores, cached in ``out/scores.json``.
 
     ``random`` seeded random candidates are also scored on every probe for ``random_mean``.
     ``per_query(candidates, probes)`` -> the candidate retrieved for each probe (retrieval mode).
-    Writes ``out/image.png`` + ``target.png`` (best), ``out/top/`` (top ``top``) and
-    ``out/report.json``; returns the report.
+    ``requested``: the ``candidates`` (None = all) and ``probes`` the user asked for, so the report
+    can say where fewer were searched. Writes ``out/image.png`` + ``target.png`` (best),
+    ``out/top/`` (top ``top``) and ``out/report.json``; returns the report. The report's
+    ``searched`` says what was actually scored, ``warnings`` where it is less than asked or
+    probes are also candidates, ``tied`` the candidates that share the best score (a tie names
+    no best; ``image.png`` is then the first of them in draw order).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -106,6 +116,17 @@ def select_prompts(
     passes_before = cache.forward_passes
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A2D]))
     randoms = [int(c) for c in rng.permutation(candidates)[: min(random, len(candidates))]]
+    searched = {
+        "pairs": int(len(train.indices(task))),
+        "candidates": len(candidates),
+        "probes": len(probes),
+        "random": len(randoms),
+        "overlap": shared_samples(train, candidates, probe_reader, probes),
+    }
+    asked = {"candidates": len(candidates), "probes": len(probes), **(requested or {})}
+    warnings = search_warnings(searched, {**asked, "random": random})
+    for line in warnings:
+        log.warning("%s", line)
     total = halving_cost(len(candidates), len(probes), min_probes) + len(randoms) * len(probes)
     total += len(probes) if per_query is not None else 0
     bar, advance = progress_bar(total, f"scoring {task}") if progress else (None, None)
@@ -115,6 +136,10 @@ def select_prompts(
         if bar is not None:
             bar.start()
         result = successive_halving(candidates, probes, scored, higher_is_better, min_probes)
+        first = result.rounds[0]["probes"]  # every candidate has these scores (cached)
+        all_tied = len(candidates) > 1 and _all_close(
+            [nanmean(scored(c, probes[:first])) for c in candidates]
+        )
         random_scores = {c: nanmean(scored(c, probes)) for c in randoms}
         if per_query is not None:
             picks = [int(c) for c in per_query(candidates, probes)]
@@ -136,6 +161,7 @@ def select_prompts(
             bar.stop()
         cache.save(force=True)
     best = result.ranking[0]
+    tied = tied_for_best(result)
     out.mkdir(parents=True, exist_ok=True)
     write_pair(out, "image", train, best)
     write_top(out, train, result.ranking[:top])
@@ -153,6 +179,11 @@ def select_prompts(
         "metric": metric,
         "higher_is_better": higher_is_better,
         "best": {"id": sample_id(train, best), "index": best, "score": rows[0]["score"]},
+        "tied": [sample_id(train, c) for c in tied],
+        "all_tied": all_tied,
+        "searched": searched,
+        "requested": {k: asked[k] for k in ("candidates", "probes")} | {"random": random},
+        "warnings": warnings,
         "random_mean": json_float(nanmean(list(random_scores.values()))) if random_scores else None,
         "random": [
             {"id": sample_id(train, c), "index": c, "score": json_float(v)}
@@ -177,3 +208,65 @@ def select_prompts(
         report["retrieval"] = retrieval
     write_json(out / REPORT_FILE, report)
     return report
+
+
+def shared_samples(
+    train: Any, candidates: Sequence[int], probe_reader: Any, probes: Sequence[int]
+) -> int:
+    """How many probes are also candidates: the same index when both come from one reader, the
+    same sample id when the probe shards and the training shards share a folder."""
+    if probe_reader is train:
+        return len(set(candidates) & set(probes))
+    dirs = {Path(d).resolve() for d in getattr(train, "dirs", [])}
+    if not dirs & {Path(d).resolve() for d in getattr(probe_reader, "dirs", [])}:
+        return 0
+    ids = {sample_id(train, c) for c in candidates}
+    return sum(sample_id(probe_reader, p) in ids for p in probes)
+
+
+def search_warnings(searched: dict[str, int], requested: dict[str, int | None]) -> list[str]:
+    """One line for each way the search is less than asked: fewer candidates, probes or random
+    prompts than requested (``requested`` None = all), or probes that are also candidates."""
+    out = []
+    pairs, n, m = searched["pairs"], searched["candidates"], searched["probes"]
+    want = requested.get("candidates")
+    if want is not None and n < want:
+        held = f", {pairs - n} held out as probes" if pairs > n else ""
+        out.append(f"--candidates {want}: the task has {pairs} training pairs{held}; searched {n}")
+    want = requested.get("probes")
+    if want is not None and m < want:
+        out.append(f"--probe-size {want}: only {m} probe queries available; scored on {m}")
+    want = requested.get("random")
+    if want and searched["random"] < want:
+        out.append(
+            f"--random {want}: only {n} candidates, so the random prompts are all of them "
+            "(the random mean is the candidates' mean)"
+        )
+    if searched["overlap"]:
+        out.append(
+            f"{searched['overlap']} of the {m} probes are also candidates (--probe and --data share "
+            "a folder): a pair prompting itself scores as if it copied its own target"
+        )
+    return out
+
+
+def _all_close(values: Sequence[float]) -> bool:
+    finite = [v for v in values if math.isfinite(v)]
+    return len(finite) == len(values) and all(
+        math.isclose(v, finite[0], rel_tol=1e-9, abs_tol=1e-12) for v in finite
+    )
+
+
+def tied_for_best(result: HalvingResult) -> list[int]:
+    """The candidates that share the best candidate's score on the same probes (best first), or
+    ``[]`` when the best is alone: ties are reported as ties, not as a ranking."""
+    best = result.ranking[0]
+    score, m = result.scores[best]
+    if not math.isfinite(score):
+        return []
+    tied = [
+        c
+        for c in result.ranking
+        if result.scores[c][1] == m and _all_close([score, result.scores[c][0]])
+    ]
+    return tied if len(tied) > 1 else []
