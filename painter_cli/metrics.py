@@ -7,6 +7,9 @@ Every definition follows the official protocol recorded in the spec
   delta1..3 inside ``1e-3 < gt < 10`` m and the Eigen crop, averaged over images (``DepthMeter``).
 - semseg (detectron2 ``SemSegEvaluator``): one confusion matrix over the split, ignore 255;
   mIoU over classes with ground truth (``SemsegMeter``).
+- few-shot segmentation (FSS-1000, HSNet's protocol, spec section 9): foreground IoU per class
+  from intersections and unions summed over the class's queries, mIoU = their mean, FB-IoU =
+  mean of the foreground and background IoU pooled over classes (``FewShotMeter``).
 - panoptic (panopticapi ``pq_compute``): PQ/SQ/RQ for all/things/stuff (``PanopticMeter``).
 - instance (class-agnostic COCO mask AP through pycocotools, ``useCats=0``): ``InstanceMeter``.
 - keypoints (COCO keypoint AP with OKS through pycocotools): ``keypoint_ap``, plus the mmpose
@@ -246,6 +249,67 @@ class SemsegMeter:
             "fwiou": float(100 * (iou[iou_valid] * weights[iou_valid]).sum()) if total else nan,
             "iou": [float(100 * v) for v in iou],
         }
+
+
+def mask_counts(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(2, 2) int64 ``[[bg_intersection, bg_union], [fg_intersection, fg_union]]`` (pixels) of
+    one boolean foreground prediction against its boolean ground truth of the same shape."""
+    pred = np.asarray(pred, dtype=bool)
+    gt = np.asarray(gt, dtype=bool)
+    if pred.shape != gt.shape:
+        raise PainterError(f"mask prediction {pred.shape} and ground truth {gt.shape} differ")
+    return np.array(
+        [
+            [np.count_nonzero(~pred & ~gt), np.count_nonzero(~pred | ~gt)],
+            [np.count_nonzero(pred & gt), np.count_nonzero(pred | gt)],
+        ],
+        dtype=np.int64,
+    )
+
+
+def fewshot_scores(counts: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The few-shot segmentation metrics (FSS-1000 as HSNet ``common/logger.py``) from per-class
+    pixel counts ``class -> (2, 2)`` of ``mask_counts`` summed over the class's queries.
+
+    x100: ``miou`` = mean over classes of the foreground IoU (intersection / union of the class's
+    summed counts; a class with an empty union scores 0, as HSNet's ``max(union, 1)``),
+    ``fg_iou``/``bg_iou`` = foreground/background IoU pooled over all classes, ``fb_iou`` = their
+    mean; ``classes`` = number of classes, ``class_iou`` = ``{class: foreground IoU}``.
+    """
+    if not counts:
+        nan = math.nan
+        return {"miou": nan, "fb_iou": nan, "fg_iou": nan, "bg_iou": nan, "classes": 0}
+    names = sorted(counts)
+    c = np.stack([np.asarray(counts[n], dtype=np.float64) for n in names])  # (C, 2, 2)
+    per_class = c[:, 1, 0] / np.maximum(c[:, 1, 1], 1.0)
+    pooled = c.sum(axis=0)
+    bg, fg = (float(pooled[k, 0] / max(pooled[k, 1], 1.0)) for k in (0, 1))
+    return {
+        "miou": float(100 * per_class.mean()),
+        "fb_iou": 100 * (fg + bg) / 2,
+        "fg_iou": 100 * fg,
+        "bg_iou": 100 * bg,
+        "classes": len(names),
+        "class_iou": {n: float(100 * v) for n, v in zip(names, per_class, strict=True)},
+    }
+
+
+class FewShotMeter:
+    """Streaming ``fewshot_scores``: ``update(pred, gt, group)`` adds one query's boolean
+    foreground masks to its class (group); ``compute()`` gives the scores."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, np.ndarray] = {}
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, group: str) -> None:
+        counts = mask_counts(pred, gt)
+        if group in self.counts:
+            self.counts[group] += counts
+        else:
+            self.counts[group] = counts
+
+    def compute(self) -> dict[str, Any]:
+        return fewshot_scores(self.counts)
 
 
 # ----------------------------------------------------------------------------------------------

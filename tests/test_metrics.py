@@ -421,3 +421,58 @@ def test_restoration_meter_means():
     out = meter.compute()
     assert out["psnr"] == pytest.approx(30.0)
     assert out["images"] == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Few-shot segmentation (FSS-1000 protocol)
+
+
+def _rows(a: int, b: int) -> np.ndarray:
+    m = np.zeros((32, 32), bool)
+    m[a:b] = True
+    return m
+
+
+def _cols(a: int, b: int) -> np.ndarray:
+    m = np.zeros((32, 32), bool)
+    m[:, a:b] = True
+    return m
+
+
+def test_fewshot_two_classes_by_hand():
+    # Class a: a1 = rows 0:16, a2 = rows 8:24; each query predicted as the other's mask:
+    #   fg 256 / 768 twice -> IoU 512 / 1536 = 1/3; bg: 256 / 768 twice.
+    # Class b: b1 = cols 0:8, b2 = cols 0:16, swapped: fg 256 / 512 twice -> 1/2; bg 512 / 768 twice.
+    # mIoU = (1/3 + 1/2) / 2; fg pooled 1024 / 2560 = 0.4; bg pooled 1536 / 3072 = 0.5.
+    meter = M.FewShotMeter()
+    a1, a2, b1, b2 = _rows(0, 16), _rows(8, 24), _cols(0, 8), _cols(0, 16)
+    meter.update(a2, a1, "a")
+    meter.update(a1, a2, "a")
+    meter.update(b2, b1, "b")
+    meter.update(b1, b2, "b")
+    out = meter.compute()
+    assert out["class_iou"] == pytest.approx({"a": 100 / 3, "b": 50.0})
+    assert out["miou"] == pytest.approx(100 * (1 / 3 + 1 / 2) / 2)
+    assert out["fg_iou"] == pytest.approx(40.0) and out["bg_iou"] == pytest.approx(50.0)
+    assert out["fb_iou"] == pytest.approx(45.0) and out["classes"] == 2
+
+
+def test_fewshot_class_iou_sums_before_dividing():
+    # One perfect 1-pixel query and one query missing all 99 pixels, same class:
+    # (1 + 0) / (1 + 99) = 1%, not the mean of the per-query IoUs (50%).
+    one = np.zeros((10, 10), bool)
+    one.flat[0] = True
+    many = np.zeros((10, 10), bool)
+    many.flat[:99] = True
+    counts = M.mask_counts(one, one) + M.mask_counts(np.zeros((10, 10), bool), many)
+    assert counts[1].tolist() == [1, 100]
+    assert M.fewshot_scores({"c": counts})["miou"] == pytest.approx(1.0)
+
+
+def test_fewshot_empty_union_scores_zero_and_no_class_is_nan():
+    empty = np.zeros((4, 4), bool)
+    out = M.fewshot_scores({"c": M.mask_counts(empty, empty)})
+    assert out["miou"] == 0.0 and out["bg_iou"] == 100.0
+    assert math.isnan(M.fewshot_scores({})["miou"])
+    with pytest.raises(PainterError, match="differ"):
+        M.mask_counts(empty, np.zeros((4, 5), bool))
