@@ -470,8 +470,13 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
     t_interval = time.perf_counter()
     n_interval = 0
 
+    saved_step = start
+    updating = False
+
     def save(step: int, loss: float) -> Path | None:
+        nonlocal saved_step
         path = None
+        saved_step = step
         if main:
             training_state = {
                 "optimizer": optimizer.state_dict(),
@@ -530,11 +535,14 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
                         f"last good checkpoint: {last_ckpt or 'none'}",
                         hint="lower optim.lr or check the data, then --resume RUN_DIR",
                     )
+                # An interrupt inside the update could leave half the parameters stepped.
+                updating = True
                 if cfg.optim.clip_grad > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                updating = False
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 dt = time.perf_counter() - t0
@@ -604,6 +612,14 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
                     last_ckpt = save(step, step_loss) or last_ckpt
                     if step == kill_after:
                         os.kill(os.getpid(), signal.SIGKILL)
+    except KeyboardInterrupt:
+        # Ctrl-C keeps the steps done since the last checkpoint: the parameters are those of
+        # ``step`` whole steps unless the interrupt hit the update itself. One process only, as
+        # saving waits at a barrier that other ranks, interrupted elsewhere, may never reach.
+        if step > saved_step and not updating and world == 1:
+            log.warning("interrupted after step %d: saving a checkpoint", step)
+            last_ckpt = save(step, interval_losses[-1] if interval_losses else last_loss)
+        raise
     finally:
         del it
         if metrics is not None:

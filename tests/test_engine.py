@@ -312,3 +312,27 @@ def test_an_interrupted_run_says_how_to_resume(shards, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt) as exc:  # nothing to resume
         engine.train(_cfg(shards[0]), tmp_path / "other")
     assert not hasattr(exc.value, "hint")
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes_as_an_uninterrupted_run(
+    shards, tmp_path, monkeypatch
+):
+    # Ctrl-C after 3 of 6 steps (no periodic checkpoints): the 3 steps are kept, and resuming
+    # finishes with the weights of a run that was never interrupted.
+    real_lr_at = engine.lr_at
+
+    def ctrl_c_at_step_3(step, **kwargs):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_lr_at(step, **kwargs)
+
+    monkeypatch.setattr(engine, "lr_at", ctrl_c_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(_cfg(shards[0], steps=6), tmp_path / "cut")
+    assert sorted(p.name for p in (tmp_path / "cut/checkpoints").iterdir()) == ["step_00000003"]
+    monkeypatch.setattr(engine, "lr_at", real_lr_at)
+    result = engine.train(_cfg(shards[0], steps=6), tmp_path / "cut", resume=True)
+    assert result.step == 6
+    engine.train(_cfg(shards[0], steps=6), tmp_path / "straight")
+    a, b = _weights(tmp_path / "cut", 6), _weights(tmp_path / "straight", 6)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
