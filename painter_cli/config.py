@@ -283,6 +283,8 @@ def apply_flags(
     """Apply the explicit ``painter train`` flags (the last layer); ``None``/empty leaves a key.
     ``--steps`` switches to an iteration schedule and keeps the warm-up's share of the run."""
     if steps is not None:
+        if steps < 1:
+            raise PainterError(f"--steps must be >= 1, got {steps}")
         s = cfg.schedule
         if s.steps > 0:
             share = s.warmup_steps / s.steps

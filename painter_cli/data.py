@@ -73,6 +73,8 @@ def task_weights(reader, data_cfg, where: str = "data") -> dict[str, float]:
             w = float(data_cfg.weights[t])
         elif t in PAPER_TASKS:
             w = PAPER_TASKS[t][1]
+        elif len(tasks) == 1:  # one task: nothing to mix, any weight samples the same
+            w = 1.0
         else:
             raise PainterError(
                 f"{where}: task {t!r} has no sampling weight",

@@ -38,7 +38,7 @@ SUITE_SIZE = 64  # generation side in pixels (the bundled model was trained at t
 SUITE_SEED = 0
 # Bumped whenever a generator changes what it draws, so a cached suite of another version is not
 # reused (the cache folder is named after it).
-SUITE_VERSION = 2
+SUITE_VERSION = 3  # 3: adds synthetic-segment; the other tasks are byte-identical to version 2
 CACHE_ENV = "PAINTER_CACHE"
 
 
@@ -132,7 +132,8 @@ def resolve_task(name: str, tasks: Iterable[str], where: str = "the data") -> st
 
 
 def suite_tasks(split: str) -> list[str]:
-    """The synthetic tasks that have ``split`` (train/val: the seven in-domain tasks; ood: fgseg)."""
+    """The synthetic tasks that have ``split`` (train/val: the seven in-domain tasks and
+    synthetic-segment; ood: synthetic-fgseg and synthetic-segment)."""
     from painter_cli.sources.synthetic import SYNTHETIC_TASKS
 
     return [t for t, spec in SYNTHETIC_TASKS.items() if split in spec.splits]
@@ -164,15 +165,16 @@ def encode_suite(
     shard_size: int = 1000,
 ) -> dict[str, Path]:
     """Write the whole synthetic suite into ``out``: one shard directory per split (``out/train``,
-    ``out/val``: the seven in-domain tasks; ``out/ood``: synthetic-fgseg), several tasks a
-    directory, through ``shards.ShardWriter``. ``size``: generation side in pixels; ``count``:
-    samples per task and split (default: 1000 train, 100 val/ood). Deterministic: the same
+    ``out/val``: the seven in-domain tasks and synthetic-segment; ``out/ood``: synthetic-fgseg and
+    synthetic-segment's held-out classes), several tasks a directory, through
+    ``shards.ShardWriter``. ``size``: generation side in pixels; ``count``: samples per task and
+    split (default: each task's ``SyntheticTask.count``, 1000 train, 100 val/ood). Deterministic: the same
     arguments write identical shards. A split whose ``index.json`` records these arguments is kept
     (an interrupted run resumes by split). Returns ``{split: directory}``.
     """
     from painter_cli.console import make_progress
     from painter_cli.shards import INDEX, ShardWriter, read_index
-    from painter_cli.sources.synthetic import SPLIT_COUNTS, SYNTHETIC_TASKS, render
+    from painter_cli.sources.synthetic import SYNTHETIC_TASKS, render
 
     if count is not None and count < 1:
         raise PainterError(f"synthetic suite: count must be >= 1, got {count}")
@@ -196,13 +198,16 @@ def encode_suite(
             )
         if d.exists():  # an interrupted run of this split: start the split afresh
             shutil.rmtree(d)
-        n = count if count is not None else SPLIT_COUNTS[split]
         tasks = suite_tasks(split)
         specs = {
             t: {"codec": SYNTHETIC_TASKS[t].codec, "params": SYNTHETIC_TASKS[t].codec_params(size)}
             for t in tasks
         }
-        jobs = [(t, i, split, size, seed) for t in tasks for i in range(n)]
+        jobs = [
+            (t, i, split, size, seed)
+            for t in tasks
+            for i in range(count if count is not None else SYNTHETIC_TASKS[t].count(split))
+        ]
         writer = ShardWriter(d, specs, split=split, sources=[source], shard_size=shard_size)
         with writer as w, make_progress() as bar:
             tid = bar.add_task(f"synthetic suite ({split})", total=len(jobs), info="")
@@ -329,8 +334,9 @@ def apply_train_defaults(cfg: Any, out: str | Path | None) -> Path:
     """Fill what ``painter train`` was not given, in place, and return the run directory.
 
     No ``data.paths``: the cached synthetic suite's train split (and its val split when no
-    ``data.val_paths``), generated on first use. Synthetic tasks without a sampling weight get 1.0
-    (equal sampling; the paper's tasks keep their defaults). No ``out``: ``runs/<timestamp>``.
+    ``data.val_paths``), generated on first use. Synthetic tasks without a sampling weight get
+    their ``SyntheticTask.weight`` (1.0: equal sampling; 0 for synthetic-segment, which only a
+    recipe that pairs by group trains; the paper's tasks keep their defaults). No ``out``: ``runs/<timestamp>``.
     """
     import time
 
@@ -346,7 +352,7 @@ def apply_train_defaults(cfg: Any, out: str | Path | None) -> Path:
     tasks = ShardReader(cfg.data.paths).tasks
     for t in tasks:
         if t in SYNTHETIC_TASKS and t not in cfg.data.weights:
-            cfg.data.weights[t] = 1.0
+            cfg.data.weights[t] = SYNTHETIC_TASKS[t].weight
     if out is None:
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         log.info("run directory: %s", out)

@@ -139,6 +139,11 @@ def make_plan(cfg: TrainConfig, world: int, num_pairs: int) -> Plan:
     accum = o.batch_size // (micro * world)
     _check_optim(o)
     spe = max(1, num_pairs // o.batch_size)
+    if s.steps < 0 or s.epochs < 0:
+        raise PainterError(
+            f"schedule.steps and schedule.epochs must be >= 0, got {s.steps} and {s.epochs}",
+            hint="set schedule.steps (or --steps) >= 1, or schedule.epochs > 0",
+        )
     if s.steps > 0:
         total, warmup = s.steps, s.warmup_steps
     elif s.epochs > 0:

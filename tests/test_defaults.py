@@ -45,9 +45,9 @@ def test_suite_is_deterministic_and_complete(tmp_path):
         c["train"] / "shard-00000.h5"
     ).read_bytes()
     train, ood = ShardReader(a["train"]), ShardReader(a["ood"])
-    assert sorted(train.tasks) == sorted(IN_DOMAIN)
-    assert ood.tasks == ["synthetic-fgseg"]
-    assert len(train) == 14 and len(ShardReader(a["val"])) == 14 and len(ood) == 2
+    assert sorted(train.tasks) == sorted([*IN_DOMAIN, "synthetic-segment"])
+    assert ood.tasks == ["synthetic-fgseg", "synthetic-segment"]
+    assert len(train) == 16 and len(ShardReader(a["val"])) == 16 and len(ood) == 4
     s = train[int(train.indices("synthetic-depth")[1])]
     assert s["id"] == "synthetic-depth-train-000001"
     assert s["image"].shape == (16, 16, 3) and s["depth_m"].shape == (16, 16)
@@ -73,7 +73,8 @@ def test_encode_synthetic_cli_writes_the_whole_suite(tmp_path, cli_runner):
     )
     assert r.exit_code == 0, r.output
     index = json.loads((out / "val" / "index.json").read_text())
-    assert index["count"] == 7 and sorted(index["tasks"]) == sorted(IN_DOMAIN)
+    assert index["count"] == 8
+    assert sorted(index["tasks"]) == sorted([*IN_DOMAIN, "synthetic-segment"])
     assert index["tasks"]["synthetic-keypoints"]["params"]["width"] == 16  # generated at 16
     assert ShardReader(out / "ood")[0]["image"].shape == (16, 16, 3)
 
@@ -114,6 +115,7 @@ def test_train_defaults_fill_weights_and_run_dir(tmp_path, monkeypatch):
     assert run_dir.parent == Path("runs") and len(run_dir.name) == len("20260101-000000")
     assert cfg.data.weights["synthetic-depth"] == 3.0  # a given weight is kept
     assert cfg.data.weights["synthetic-lowlight"] == 1.0
+    assert cfg.data.weights["synthetic-segment"] == 0.0  # needs concept pairing: a recipe names it
     assert cfg.data.val_paths == []  # --data given: no default validation split
 
 

@@ -14,6 +14,7 @@ from painter_cli.sources.synthetic import (
     SHAPES,
     SYNTHETIC_TASKS,
     SyntheticSource,
+    class_mask,
     generate,
     render,
 )
@@ -55,7 +56,8 @@ def test_train_and_val_are_different_streams():
 
 def test_ood_task_only_in_ood_split():
     assert SYNTHETIC_TASKS["synthetic-fgseg"].splits == ("ood",)
-    assert all("ood" not in s.splits for t, s in SYNTHETIC_TASKS.items() if t != "synthetic-fgseg")
+    with_ood = [t for t, s in SYNTHETIC_TASKS.items() if "ood" in s.splits]
+    assert with_ood == ["synthetic-fgseg", "synthetic-segment"]  # the latter: held-out classes
     assert OOD_SHAPE not in SHAPES
     assert SyntheticSource(".", "ood").task == "synthetic-fgseg"
     assert SyntheticSource(".", "train").task == "synthetic-semseg"
@@ -69,7 +71,7 @@ def test_ood_task_only_in_ood_split():
         SyntheticSource(".", "train", colour="red")
 
 
-@pytest.mark.parametrize("task", ["synthetic-semseg", "synthetic-fgseg"])
+@pytest.mark.parametrize("task", ["synthetic-semseg", "synthetic-fgseg", "synthetic-segment"])
 def test_label_maps_decode_pixel_exact(task):
     split = SYNTHETIC_TASKS[task].splits[0]
     codec = _codec(task)
@@ -178,3 +180,136 @@ def test_painter_encode_synthetic_writes_readable_shards(tmp_path, cli_runner):
     expected = generate("synthetic-instance", 1, size=32)
     np.testing.assert_array_equal(s["target"], expected.target)
     np.testing.assert_array_equal(s["instance_ids"], expected.extras["instance_ids"])
+
+
+def test_version_2_tasks_are_byte_identical():
+    # The bundled model was trained on these samples: adding tasks must not change them. Digests
+    # of samples 0-2 (image and target bytes) written by the version 2 generator.
+    import hashlib
+
+    expected = {
+        "synthetic-depth": "45826d69d775a9ad",
+        "synthetic-semseg": "73fe4e8d3ca6f3ee",
+        "synthetic-instance": "98afd6c67e2f832f",
+        "synthetic-keypoints": "ccd9cd20f092c213",
+        "synthetic-denoise": "3c43348b42541601",
+        "synthetic-derain": "f86934b61f5ff1de",
+        "synthetic-lowlight": "19a71cb11e2b7968",
+        "synthetic-fgseg": "303ec2c211d55f6f",
+    }
+    for task, digest in expected.items():
+        h = hashlib.sha256()
+        for i in range(3):
+            s = generate(task, i, split=SYNTHETIC_TASKS[task].splits[0], size=64)
+            assert s.group is None
+            h.update(s.image.tobytes())
+            h.update(s.target.tobytes())
+        assert h.hexdigest()[:16] == digest, task
+
+
+# --- synthetic-segment ------------------------------------------------------------------------------
+
+
+def test_segment_class_pools_are_disjoint():
+    from painter_cli.sources.synthetic import OOD_CLASSES, OOD_FAMILIES, TRAIN_CLASSES
+
+    train = {c.name for c in TRAIN_CLASSES}
+    ood = {c.name for c in OOD_CLASSES}
+    assert len(train) == len(TRAIN_CLASSES) == 40 and len(ood) == len(OOD_CLASSES) == 8
+    assert not train & ood
+    assert not {c.family for c in TRAIN_CLASSES} & set(OOD_FAMILIES)  # held out by outline too
+    assert {"crescent-0", "crescent-1", "heart", "arrow"} <= ood
+    # Every class has a look of its own: two classes of one texture are >= 0.09 apart in hue.
+    classes = TRAIN_CLASSES + OOD_CLASSES
+    for i, a in enumerate(classes):
+        for b in classes[:i]:
+            d = abs(a.hue - b.hue)
+            assert a.texture != b.texture or min(d, 1 - d) >= 0.09, (a.name, b.name)
+    # Distinct outlines: no two training classes paint the same mask.
+    masks = [class_mask(c, 48, 24, 24, 18, 0.0) for c in TRAIN_CLASSES + OOD_CLASSES]
+    assert all(m.sum() > 40 for m in masks)
+    for i, a in enumerate(masks):
+        for b in masks[:i]:
+            assert (a ^ b).sum() > 20
+
+
+def _replay_segment(index: int, split: str, size: int, seed: int = 0):
+    # The draws of synthetic-segment in order: class count, classes, form, scene, chosen class.
+    from painter_cli.sources.synthetic import SEGMENT_POOLS, sample_rng, segment_scene
+
+    pool = SEGMENT_POOLS[split]
+    rng = sample_rng(seed, "synthetic-segment", split, index)
+    n = int(rng.integers(2, 5))
+    classes = [pool[int(i)] for i in rng.choice(len(pool), n, replace=False)]
+    free = bool(rng.uniform() < 0.3)
+    image, visible = segment_scene(rng, size, classes, free)
+    chosen = int(rng.integers(n))
+    return image, classes, visible, chosen, free
+
+
+@pytest.mark.parametrize("split", ["train", "val", "ood"])
+def test_segment_target_is_one_class_and_group_names_it(split):
+    from painter_cli.sources.synthetic import SEGMENT_POOLS
+
+    names = {c.name for c in SEGMENT_POOLS[split]}
+    groups, forms = set(), []
+    for i in range(30):
+        s = generate("synthetic-segment", i, split=split, size=SIZE)
+        image, classes, visible, chosen, free = _replay_segment(i, split, SIZE)
+        np.testing.assert_array_equal(s.image, image)
+        assert s.group == classes[chosen].name and s.group in names
+        assert len({c.name for c in classes}) == len(classes)  # different classes
+        # The target is exactly the chosen class's visible pixels, white on black.
+        fg = visible[chosen]
+        assert fg.sum() > 0
+        np.testing.assert_array_equal(s.target, np.repeat(fg[..., None] * np.uint8(255), 3, -1))
+        # The query also holds at least one other, visible class.
+        others = [v.sum() for k, v in enumerate(visible) if k != chosen]
+        assert 1 <= len(others) <= 3 and max(others) > 0
+        assert int(s.extras["free_colour"]) == int(free)
+        groups.add(s.group)
+        forms.append(free)
+    assert len(groups) >= 5
+    assert 0 < sum(forms) < len(forms)  # both forms occur
+
+
+def test_segment_look_form_keeps_a_class_colour_family():
+    # Look form: two instances of one class share a colour family (mean hue within the jitter);
+    # free form: the same class takes unrelated colours.
+    import colorsys
+
+    from painter_cli.sources.synthetic import TRAIN_CLASSES, segment_scene
+
+    cls, other = TRAIN_CLASSES[0], TRAIN_CLASSES[1]
+
+    def hue(free: bool, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        image, visible = segment_scene(rng, 64, [other, cls], free)
+        r, g, b = image[visible[1]].astype(float).mean(0) / 255
+        return colorsys.rgb_to_hsv(r, g, b)[0]
+
+    def spread(h: list[float]) -> float:  # circular distance of the hues from their first
+        return max(min(abs(x - h[0]), 1 - abs(x - h[0])) for x in h)
+
+    assert spread([hue(False, k) for k in range(6)]) < 0.08
+    assert spread([hue(True, k) for k in range(6)]) > 0.15
+
+
+def test_encode_suite_writes_segment_with_groups(tmp_path):
+    from painter_cli.defaults import encode_suite
+    from painter_cli.shards import ShardReader
+    from painter_cli.sources.synthetic import OOD_CLASSES, TRAIN_CLASSES
+
+    dirs = encode_suite(tmp_path / "s", size=32, count=6)
+    for split, pool in (("train", TRAIN_CLASSES), ("val", TRAIN_CLASSES), ("ood", OOD_CLASSES)):
+        reader = ShardReader(dirs[split])
+        assert "synthetic-segment" in reader.tasks
+        assert reader.has_groups("synthetic-segment")
+        groups = reader.groups("synthetic-segment")
+        assert set(groups) <= {c.name for c in pool}
+        assert sum(len(v) for v in groups.values()) == 6
+        i = int(reader.indices("synthetic-segment")[2])
+        expected = generate("synthetic-segment", 2, split=split, size=32)
+        assert reader.group_of(i) == expected.group
+        np.testing.assert_array_equal(reader[i]["target"], expected.target)
+        assert not any(reader.has_groups(t) for t in reader.tasks if t != "synthetic-segment")

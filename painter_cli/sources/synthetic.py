@@ -19,6 +19,12 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
 * ``synthetic-fgseg`` (split ``ood`` only, never in train): foreground segmentation of an unseen
   shape class (crescent) among distractor shapes, white on black like FSS-1000; ``semseg`` with 1
   class and black as background.
+* ``synthetic-segment`` (train, val and ood; suite version 3): 2-4 shapes of different classes on
+  a textured background; the target is the mask of one of them, white on black, and the sample's
+  ``group`` is that class's name, so only a prompt of the same class says which shape is wanted.
+  40 training classes (polygons, stars, rings, flowers, letter-like strokes) for train/val, 8
+  held-out ones (crescents, heart, arrow, bowtie, keyhole, half-disc, teardrop) for ood; each class
+  has a look of its own, except in ``FREE_COLOUR_SHARE`` of the scenes (extras ``free_colour``).
 """
 
 from __future__ import annotations
@@ -41,11 +47,21 @@ SPLIT_COUNTS = {"train": 1000, "val": 100, "ood": 100}
 
 @dataclass(frozen=True)
 class SyntheticTask:
-    """One synthetic task: its ``kind`` (a codec kind), ``codec`` and splits."""
+    """One synthetic task: its ``kind``, ``codec`` and splits. ``counts``: samples per split where
+    they differ from ``SPLIT_COUNTS``. ``weight``: its sampling weight when a run names none (0:
+    trained only when a recipe names it). ``grouped``: its samples carry a group (prompt and query
+    of a canvas must share it)."""
 
     kind: str
     codec: str
     splits: tuple[str, ...] = ("train", "val")
+    counts: tuple[tuple[str, int], ...] = ()
+    weight: float = 1.0
+    grouped: bool = False
+
+    def count(self, split: str) -> int:
+        """Samples of ``split`` in the suite."""
+        return dict(self.counts).get(split, SPLIT_COUNTS.get(split, 100))
 
     def codec_params(self, size: int) -> dict[str, Any]:
         """The codec parameters for square samples of side ``size``."""
@@ -66,6 +82,16 @@ SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
     "synthetic-derain": SyntheticTask("derain", "restoration"),
     "synthetic-lowlight": SyntheticTask("lowlight", "restoration"),
     "synthetic-fgseg": SyntheticTask("fgseg", "semseg", ("ood",)),
+    # Meaningless without concept pairing (a random prompt names another class), so a run trains
+    # on it only when its recipe names it (with pair_by_group on).
+    "synthetic-segment": SyntheticTask(
+        "segment",
+        "semseg",
+        ("train", "val", "ood"),
+        counts=(("train", 4000), ("val", 200), ("ood", 200)),
+        weight=0.0,
+        grouped=True,
+    ),
 }
 
 
@@ -384,6 +410,248 @@ def _fgseg(rng: np.random.Generator, size: int):
     return _to_uint8(img), labels, {}
 
 
+# --- synthetic-segment: concepts that only the prompt names ----------------------------------------
+#
+# Why this design (issue 15): a model learns to read a concept from its prompt only when nothing
+# else says which shape is wanted, so every scene holds 2-4 shapes of different classes and the
+# target is one of them, chosen per sample. The classes come from parametric families with fixed,
+# seeded proportions, too many to memorise as a palette, and each has a look of its own (a colour
+# family and a texture, jittered per instance) as real categories do; a share of scenes paints
+# every shape in free colours, so outline alone must decide. The ood split draws from a disjoint
+# pool of held-out families (the crescent and more) that no training recipe sees.
+
+
+@dataclass(frozen=True)
+class ShapeClass:
+    """One concept of ``synthetic-segment``: an outline (``family`` and its fixed ``params``, in
+    units of the shape's radius) and a look: HSV base colour (``hue``, ``sat``, ``val`` in 0..1),
+    a ``texture`` (stripes, spots, checker, noise or plain) of ``period`` (fraction of the side)."""
+
+    name: str
+    family: str
+    params: tuple[float, ...]
+    hue: float
+    sat: float
+    val: float
+    texture: str
+    period: float
+
+
+TRAIN_FAMILIES = ("polygon", "star", "ring", "flower", "strokes")
+OOD_FAMILIES = ("crescent", "heart", "arrow", "bowtie", "keyhole", "half-disc", "teardrop")
+CLASSES_PER_FAMILY = 8  # training pool: 5 families x 8 = 40 classes
+LOOK_TEXTURES = ("stripes", "spots", "checker", "noise", "plain")
+FREE_COLOUR_SHARE = 0.3  # scenes whose shapes take random looks (outline alone decides)
+# Letter-like stroke sets, (x0, y0, x1, y1) segments in units of the radius (y down).
+LETTERS = {
+    "L": ((-0.6, -0.8, -0.6, 0.8), (-0.6, 0.8, 0.6, 0.8)),
+    "T": ((-0.8, -0.8, 0.8, -0.8), (0.0, -0.8, 0.0, 0.8)),
+    "H": ((-0.6, -0.8, -0.6, 0.8), (0.6, -0.8, 0.6, 0.8), (-0.6, 0.0, 0.6, 0.0)),
+    "E": (
+        (-0.6, -0.8, -0.6, 0.8),
+        (-0.6, -0.8, 0.6, -0.8),
+        (-0.6, 0.0, 0.4, 0.0),
+        (-0.6, 0.8, 0.6, 0.8),
+    ),
+    "X": ((-0.7, -0.8, 0.7, 0.8), (-0.7, 0.8, 0.7, -0.8)),
+    "Z": ((-0.6, -0.8, 0.6, -0.8), (0.6, -0.8, -0.6, 0.8), (-0.6, 0.8, 0.6, 0.8)),
+    "V": ((-0.7, -0.8, 0.0, 0.8), (0.0, 0.8, 0.7, -0.8)),
+    "Y": ((-0.7, -0.8, 0.0, 0.0), (0.7, -0.8, 0.0, 0.0), (0.0, 0.0, 0.0, 0.8)),
+}
+
+
+def _family_params(family: str, k: int, rng: np.random.Generator) -> tuple[float, ...]:
+    """The fixed proportions of class ``k`` of ``family``: a grid over the family's main
+    parameter (so no two classes coincide) with a seeded second parameter."""
+    if family == "polygon":  # sides, aspect
+        return (3 + k % 6, rng.uniform(0.85, 1.0) if k < 6 else rng.uniform(0.5, 0.65))
+    if family == "star":  # points, inner radius
+        return (4 + k % 5, rng.uniform(0.3, 0.4) if k < 5 else rng.uniform(0.55, 0.65))
+    if family == "ring":  # sides (0: round), inner radius
+        return ((0, 3, 4, 5, 6, 0, 4, 6)[k], rng.uniform(0.4, 0.5) if k < 5 else 0.65)
+    if family == "flower":  # petals, petal depth
+        return (3 + k % 5, rng.uniform(0.35, 0.45) if k < 5 else rng.uniform(0.2, 0.25))
+    if family == "strokes":  # letter, half stroke width
+        return (float(k % len(LETTERS)), rng.uniform(0.16, 0.24))
+    variants = {  # held-out families: at most two variants each
+        "crescent": ((0.45, 0.8), (0.3, 0.9)),
+        "heart": ((1.0,),),
+        "arrow": ((0.18,),),
+        "bowtie": ((0.9,),),
+        "keyhole": ((0.45,),),
+        "half-disc": ((-0.1,),),
+        "teardrop": ((0.6,),),
+    }
+    return variants[family][k]
+
+
+def _make_pool(families: tuple[str, ...], counts: tuple[int, ...], start: int) -> tuple:
+    """The classes of ``families`` (``counts`` of each); ``start``: the look index of the first
+    (the pools' look indices do not overlap, so no two classes of the suite share a look)."""
+    pool = []
+    for family, count in zip(families, counts, strict=True):
+        for k in range(count):
+            rng = np.random.default_rng(zlib.crc32(f"{family}-{k}".encode()))
+            j = start + len(pool)
+            pool.append(
+                ShapeClass(
+                    name=f"{family}-{k}" if count > 1 else family,
+                    family=family,
+                    params=tuple(float(p) for p in _family_params(family, k, rng)),
+                    # Golden-ratio hues with textures in turn: classes of one texture are at
+                    # least 0.09 apart in hue.
+                    hue=float((0.618034 * j) % 1.0),
+                    sat=float(rng.uniform(0.45, 0.9)),
+                    val=float(rng.uniform(0.5, 0.9)),
+                    texture=LOOK_TEXTURES[j % len(LOOK_TEXTURES)],
+                    period=float(rng.uniform(0.08, 0.2)),
+                )
+            )
+    return tuple(pool)
+
+
+TRAIN_CLASSES: tuple[ShapeClass, ...] = _make_pool(
+    TRAIN_FAMILIES, (CLASSES_PER_FAMILY,) * len(TRAIN_FAMILIES), 0
+)
+# Held out (split ood only, never in train or val): the crescent in two proportions and six more.
+OOD_CLASSES: tuple[ShapeClass, ...] = _make_pool(
+    OOD_FAMILIES, (2, 1, 1, 1, 1, 1, 1), len(TRAIN_CLASSES)
+)
+SEGMENT_POOLS = {"train": TRAIN_CLASSES, "val": TRAIN_CLASSES, "ood": OOD_CLASSES}
+
+
+def class_mask(
+    cls: ShapeClass, size: int, cx: float, cy: float, r: float, angle: float
+) -> np.ndarray:
+    """(size, size) bool mask of class ``cls`` centred at (cx, cy) px, radius r px, rotated by
+    ``angle`` (rad); coordinates below are in units of the radius."""
+    xs, ys = _grid(size)
+    c, s = np.cos(angle), np.sin(angle)
+    u = (c * (xs - cx) + s * (ys - cy)) / r
+    v = (-s * (xs - cx) + c * (ys - cy)) / r
+    rho, phi = np.hypot(u, v), np.arctan2(v, u)
+    f, p = cls.family, cls.params
+    if f in ("polygon", "ring"):
+        sides, aspect = (p[0], p[1]) if f == "polygon" else (p[0], 1.0)
+
+        def inside(scale: float) -> np.ndarray:
+            if sides == 0:
+                return rho <= scale
+            m = np.ones_like(u, bool)
+            for k in range(int(sides)):
+                a = 2 * np.pi * k / sides
+                m &= u * np.cos(a) + v / aspect * np.sin(a) <= scale * np.cos(np.pi / sides)
+            return m
+
+        return inside(1.0) & ~inside(p[1]) if f == "ring" else inside(1.0)
+    if f == "star":
+        tip = np.abs((phi * p[0] / (2 * np.pi)) % 1.0 - 0.5) * 2  # 1 at a point, 0 between
+        return rho <= p[1] + (1 - p[1]) * tip
+    if f == "flower":
+        return rho <= 1 - p[1] + p[1] * np.cos(p[0] * phi)
+    if f == "strokes":
+        near = np.zeros_like(u, bool)
+        for x0, y0, x1, y1 in LETTERS[list(LETTERS)[int(p[0])]]:
+            near |= _segment_distance(u, v, np.array([x0, y0]), np.array([x1, y1])) <= p[1]
+        return near
+    if f == "crescent":
+        return (rho <= 1) & (np.hypot(u - p[0], v) > p[1])
+    if f == "heart":
+        x, y = 1.2 * u, 0.2 - 1.2 * v
+        return (x * x + y * y - 1) ** 3 - x * x * y**3 <= 0
+    if f == "arrow":
+        shaft = (np.abs(v) <= p[0]) & (u >= -0.9) & (u <= 0.1)
+        return shaft | ((u >= 0.1) & (u <= 0.9) & (np.abs(v) <= 0.75 * (0.9 - u)))
+    if f == "bowtie":
+        return (np.abs(u) <= p[0]) & (np.abs(v) <= 0.9 * np.abs(u) + 0.08)
+    if f == "keyhole":
+        head = np.hypot(u, v + 0.35) <= p[0]
+        return head | ((v >= -0.2) & (v <= 0.9) & (np.abs(u) <= 0.15 + 0.3 * (v + 0.2) / 1.1))
+    if f == "half-disc":
+        return (rho <= 1) & (v >= p[0])
+    if f == "teardrop":
+        bulb = np.hypot(u, v - 0.25) <= p[0]
+        return bulb | ((v >= -0.95) & (v <= 0.25) & (np.abs(u) <= p[0] * (v + 0.95) / 1.2))
+    raise ValueError(f"unknown shape family {f!r}")
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32) * 255
+
+
+def look_texture(cls: ShapeClass, rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) float32 0..255: the look of ``cls`` (its colour family and texture), with
+    this instance's jitter (hue +-0.03, saturation and value +-0.08, pattern angle and phase)."""
+    base = _hsv_to_rgb(
+        cls.hue + rng.uniform(-0.03, 0.03),
+        float(np.clip(cls.sat + rng.uniform(-0.08, 0.08), 0, 1)),
+        float(np.clip(cls.val + rng.uniform(-0.08, 0.08), 0, 1)),
+    )
+    xs, ys = _grid(size)
+    theta, phase = rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+    w = 2 * np.pi / (cls.period * size)
+    a = w * (xs * np.cos(theta) + ys * np.sin(theta)) + phase
+    b = w * (-xs * np.sin(theta) + ys * np.cos(theta))
+    if cls.texture == "stripes":
+        pattern = np.sign(np.sin(a))
+    elif cls.texture == "spots":
+        pattern = np.where(np.cos(a) * np.cos(b) > 0.4, 1.0, -0.3)
+    elif cls.texture == "checker":
+        pattern = np.sign(np.sin(a) * np.sin(b))
+    elif cls.texture == "noise":
+        cells = max(2, int(round(1 / cls.period)))
+        pattern = 3 * (smooth_field(rng, size, cells, 1)[..., 0] - 0.5)
+    else:
+        pattern = np.zeros((size, size), np.float32)
+    field = smooth_field(rng, size, 3, 3) - 0.5
+    img = base[None, None] + 35 * pattern[..., None] + 30 * field
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.float32)
+
+
+def segment_scene(
+    rng: np.random.Generator, size: int, classes: list[ShapeClass], free: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A scene holding one shape of each of ``classes`` (drawn in order, later ones on top) on a
+    random textured background: ``(image (size, size, 3) uint8, visible masks)``, one (size, size)
+    bool mask per class. Every shape keeps at least half of its area visible when a placement
+    allows it (60 tries; else the try with the best worst visibility). ``free``: random looks
+    instead of the classes' own."""
+    best, best_score = None, -1.0
+    for _ in range(60):
+        masks = []
+        for cls in classes:
+            r = rng.uniform(0.15, 0.27) * size
+            cx, cy = rng.uniform(0.2 * size, 0.8 * size, 2)
+            masks.append(class_mask(cls, size, cx, cy, r, rng.uniform(0, 2 * np.pi)))
+        visible, above = [], np.zeros((size, size), bool)
+        for m in reversed(masks):
+            visible.append(m & ~above)
+            above |= m
+        visible.reverse()
+        score = min(vis.sum() / max(m.sum(), 1) for vis, m in zip(visible, masks, strict=True))
+        if score > best_score:
+            best, best_score = (masks, visible), score
+        if score >= 0.5:
+            break
+    masks, visible = best
+    img = texture(rng, size)
+    for cls, m in zip(classes, masks, strict=True):
+        img[m] = (texture(rng, size) if free else look_texture(cls, rng, size))[m]
+    return _to_uint8(img), visible
+
+
+def _segment(rng: np.random.Generator, size: int, pool: tuple[ShapeClass, ...]):
+    n = int(rng.integers(2, 5))
+    classes = [pool[int(i)] for i in rng.choice(len(pool), n, replace=False)]
+    free = bool(rng.uniform() < FREE_COLOUR_SHARE)
+    image, visible = segment_scene(rng, size, classes, free)
+    chosen = int(rng.integers(n))
+    labels = visible[chosen].astype(np.uint8)
+    return image, labels, {"free_colour": np.uint8(free)}, classes[chosen].name
+
+
 _RENDER = {
     "synthetic-depth": _depth,
     "synthetic-semseg": _semseg,
@@ -396,12 +664,25 @@ _RENDER = {
 }
 
 
+def _draw(task: str, index: int, split: str, size: int, seed: int):
+    """``(image, ground truth, extras, group or None)`` of one sample (arguments checked)."""
+    rng = sample_rng(seed, task, split, index)
+    if task == "synthetic-segment":
+        return _segment(rng, size, SEGMENT_POOLS[split])
+    return (*_RENDER[task](rng, size), None)
+
+
 def render(
     task: str, index: int, *, split: str = "train", size: int = 64, seed: int = 0
 ) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
     """``(image (size, size, 3) uint8, ground truth, extras)`` of one sample; the ground truth is
     what the task's codec encodes (label map, depth metres, instance ids, (K, 3) keypoints or the
     clean RGB image)."""
+    _check(task, index, split, size, seed)
+    return _draw(task, index, split, size, seed)[:3]
+
+
+def _check(task: str, index: int, split: str, size: int, seed: int) -> None:
     if task not in SYNTHETIC_TASKS:
         raise PainterError(
             f"unknown synthetic task {task!r}", hint=f"tasks: {', '.join(SYNTHETIC_TASKS)}"
@@ -415,19 +696,21 @@ def render(
         raise PainterError(f"synthetic: size must be 16..{MAX_SIDE}, got {size}")
     if seed < 0 or index < 0:
         raise PainterError("synthetic: seed and index must be >= 0")
-    return _RENDER[task](sample_rng(seed, task, split, index), size)
 
 
 def generate(
     task: str, index: int, *, split: str = "train", size: int = 64, seed: int = 0
 ) -> Sample:
-    """One painted ``Sample`` (id ``<task>-<split>-<index>``)."""
+    """One painted ``Sample`` (id ``<task>-<split>-<index>``; ``group``: the target's class for
+    ``synthetic-segment``, else None)."""
     from painter_cli.tasks import get_codec
 
-    image, truth, extras = render(task, index, split=split, size=size, seed=seed)
+    _check(task, index, split, size, seed)
+    image, truth, extras, group = _draw(task, index, split, size, seed)
     spec = SYNTHETIC_TASKS[task]
     target = get_codec(spec.codec, **spec.codec_params(size)).encode(truth)
-    return Sample(id=f"{task}-{split}-{index:06d}", image=image, target=target, extras=extras)
+    sid = f"{task}-{split}-{index:06d}"
+    return Sample(id=sid, image=image, target=target, extras=extras, group=group)
 
 
 class SyntheticSource(Source):
@@ -441,7 +724,10 @@ class SyntheticSource(Source):
             f"one of {', '.join(SYNTHETIC_TASKS)} (that task and --split only; without it the "
             "whole suite is written: DIR/train, DIR/val, DIR/ood)"
         ),
-        "count": "samples to generate (default: 1000 train, 100 val/ood)",
+        "count": (
+            "samples to generate (default: 1000 train, 100 val/ood; synthetic-segment 4000 train,"
+            " 200 val/ood)"
+        ),
         "seed": "seed (default 0); a sample is a pure function of (seed, task, split, index)",
         "size": f"side of the square samples in pixels (default 64, at most {MAX_SIDE})",
     }
@@ -454,11 +740,11 @@ class SyntheticSource(Source):
             {"task": (str, None), "count": (int, None), "seed": (int, 0), "size": (int, 64)},
         )
         task = opts["task"] or ("synthetic-fgseg" if split == "ood" else "synthetic-semseg")
-        count = opts["count"] if opts["count"] is not None else SPLIT_COUNTS.get(split, 100)
+        _check(task, 0, split, opts["size"], opts["seed"])
+        count = opts["count"] if opts["count"] is not None else SYNTHETIC_TASKS[task].count(split)
         if count < 1:
             raise PainterError(f"source synthetic: count must be >= 1, got {count}")
         self._task, self.count, self.seed, self.size = task, count, opts["seed"], opts["size"]
-        render(task, 0, split=split, size=self.size, seed=self.seed)  # checks task/split/size
 
     @property
     def task(self) -> str:
