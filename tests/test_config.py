@@ -90,6 +90,15 @@ def test_bad_overrides_name_the_key(override, needle):
     assert needle in exc.value.message
 
 
+def test_steps_below_one_say_so():
+    # It said "no schedule length" for --steps -3.
+    with pytest.raises(PainterError, match=r"^--steps must be >= 1, got -3$"):
+        c.apply_flags(c.resolve(), steps=-3)
+    with pytest.raises(PainterError, match=r"^--steps must be >= 1, got 0$"):
+        c.apply_flags(c.resolve(), steps=0)
+    assert c.apply_flags(c.resolve(), steps=1).schedule.steps == 1
+
+
 def test_unknown_key_in_a_file_names_key_and_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[schedule]\nstepz = 3\n")

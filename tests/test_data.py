@@ -209,12 +209,17 @@ def test_task_sampling_follows_the_weights(shards):
 
 
 def test_task_weight_errors(shards, tmp_path):
-    write_shards(tmp_path / "custom", tasks=("my-task",), n=2)
+    write_shards(tmp_path / "custom", tasks=("my-task", "other-task"), n=2)
     reader = ShardReader(tmp_path / "custom")
     with pytest.raises(PainterError, match="task 'my-task' has no sampling weight") as exc:
         task_weights(reader, DataSection())
     assert "data.weights.my-task" in exc.value.hint
-    assert task_weights(reader, DataSection(weights={"my-task": 2.0})) == {"my-task": 2.0}
+    weights = {"my-task": 2.0, "other-task": 1.0}
+    assert task_weights(reader, DataSection(weights=weights)) == weights
+    # A single task has nothing to mix: it needs no weight (whether alone in the shards or chosen).
+    assert task_weights(reader, DataSection(tasks=["my-task"])) == {"my-task": 1.0}
+    write_shards(tmp_path / "one", tasks=("my-task",), n=2)
+    assert task_weights(ShardReader(tmp_path / "one"), DataSection()) == {"my-task": 1.0}
     with pytest.raises(PainterError, match="not in the shards"):
         task_weights(ShardReader(shards[0]), DataSection(tasks=["coco-semseg"]))
     with pytest.raises(PainterError, match="data.weights names my-tsak, not in the shards"):

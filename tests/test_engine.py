@@ -106,6 +106,10 @@ def test_plan_epochs_accumulation_and_bad_batches():
     cfg.optim.micro_batch = 2
     with pytest.raises(PainterError, match="batch 5 does not split"):
         engine.make_plan(cfg, world=1, num_pairs=100)
+    cfg.optim.batch_size = 4
+    cfg.schedule.steps = -3  # --set schedule.steps=-3 said "no schedule length"
+    with pytest.raises(PainterError, match="schedule.steps and schedule.epochs must be >= 0"):
+        engine.make_plan(cfg, world=1, num_pairs=100)
 
 
 # -- training runs ------------------------------------------------------------------------------
