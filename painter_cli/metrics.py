@@ -9,7 +9,8 @@ Every definition follows the official protocol recorded in the spec
   mIoU over classes with ground truth (``SemsegMeter``).
 - few-shot segmentation (FSS-1000, HSNet's protocol, spec section 9): foreground IoU per class
   from intersections and unions summed over the class's queries, mIoU = their mean, FB-IoU =
-  mean of the foreground and background IoU pooled over classes (``FewShotMeter``).
+  mean of the foreground and background IoU pooled over classes (``FewShotMeter``); how much a
+  painting follows the prompt's concept on a query holding two shapes (``selectivity``).
 - panoptic (panopticapi ``pq_compute``): PQ/SQ/RQ for all/things/stuff (``PanopticMeter``).
 - instance (class-agnostic COCO mask AP through pycocotools, ``useCats=0``): ``InstanceMeter``.
 - keypoints (COCO keypoint AP with OKS through pycocotools): ``keypoint_ap``, plus the mmpose
@@ -310,6 +311,44 @@ class FewShotMeter:
 
     def compute(self) -> dict[str, Any]:
         return fewshot_scores(self.counts)
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Foreground IoU x100 of two boolean masks of one shape (0 when both are empty)."""
+    (_, _), (inter, union) = mask_counts(pred, gt)
+    return float(100 * inter / union) if union else 0.0
+
+
+def selectivity(
+    pred_a: np.ndarray, pred_b: np.ndarray, gt_a: np.ndarray, gt_b: np.ndarray
+) -> dict[str, float]:
+    """How much a painting follows its prompt's concept, on one query holding two shapes A and B
+    (boolean masks ``gt_a``, ``gt_b``): ``pred_a`` is the foreground painted when prompted with A,
+    ``pred_b`` with B. x100: ``prompted`` = mean IoU with the prompted shape, ``other`` = mean IoU
+    with the other shape, ``selectivity`` = ``prompted - other``. A model that ignores the prompt's
+    content (the same painting both times) scores 0; one that paints exactly the prompted shape
+    scores the mean IoU of the right shape, 100 when the shapes do not overlap."""
+    prompted = (mask_iou(pred_a, gt_a) + mask_iou(pred_b, gt_b)) / 2
+    other = (mask_iou(pred_a, gt_b) + mask_iou(pred_b, gt_a)) / 2
+    return {"selectivity": prompted - other, "prompted": prompted, "other": other}
+
+
+class SelectivityMeter:
+    """Streaming ``selectivity``, averaged over queries: ``update(pred_a, pred_b, gt_a, gt_b)``;
+    ``compute()`` -> ``{"selectivity", "prompted", "other", "queries"}`` (NaN without queries)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def update(self, pred_a, pred_b, gt_a, gt_b) -> None:
+        self.rows.append(selectivity(pred_a, pred_b, gt_a, gt_b))
+
+    def compute(self) -> dict[str, float]:
+        keys = ("selectivity", "prompted", "other")
+        out = {
+            k: float(np.mean([r[k] for r in self.rows])) if self.rows else math.nan for k in keys
+        }
+        return {**out, "queries": len(self.rows)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -476,3 +476,38 @@ def test_fewshot_empty_union_scores_zero_and_no_class_is_nan():
     assert math.isnan(M.fewshot_scores({})["miou"])
     with pytest.raises(PainterError, match="differ"):
         M.mask_counts(empty, np.zeros((4, 5), bool))
+
+
+def test_selectivity_by_hand():
+    # A = cols 0:8, B = cols 16:24 of a 32 x 32 image (256 px each, disjoint).
+    a, b = _cols(0, 8), _cols(16, 24)
+    # Perfect: prompted IoU 100, other 0.
+    assert M.selectivity(a, b, a, b) == pytest.approx(
+        {"selectivity": 100.0, "prompted": 100.0, "other": 0.0}
+    )
+    # Ignoring the prompt: the same painting (both shapes) both times -> IoU 1/2 with each: 0.
+    both = a | b
+    assert M.selectivity(both, both, a, b) == pytest.approx(
+        {"selectivity": 0.0, "prompted": 50.0, "other": 50.0}
+    )
+    # Always painting A: prompted (100 + 0) / 2, other (0 + 100) / 2 -> 0.
+    assert M.selectivity(a, a, a, b)["selectivity"] == pytest.approx(0.0)
+    # Prompted A: cols 0:4 (IoU 128/256 = 50 with A, 0 with B); prompted B: cols 12:24 (IoU
+    # 256/384 with B, 0 with A): prompted = (50 + 66.67) / 2, other 0.
+    out = M.selectivity(_cols(0, 4), _cols(12, 24), a, b)
+    assert out["prompted"] == pytest.approx((50 + 200 / 3) / 2)
+    assert out["selectivity"] == pytest.approx((50 + 200 / 3) / 2) and out["other"] == 0.0
+    # Swapped (paints the other shape): -100.
+    assert M.selectivity(b, a, a, b)["selectivity"] == pytest.approx(-100.0)
+
+
+def test_selectivity_meter_averages_queries():
+    a, b = _cols(0, 8), _cols(16, 24)
+    meter = M.SelectivityMeter()
+    assert math.isnan(meter.compute()["selectivity"]) and meter.compute()["queries"] == 0
+    meter.update(a, b, a, b)  # 100
+    meter.update(a | b, a | b, a, b)  # 0
+    out = meter.compute()
+    assert out["selectivity"] == pytest.approx(50.0) and out["queries"] == 2
+    assert out["prompted"] == pytest.approx(75.0) and out["other"] == pytest.approx(25.0)
+    assert M.mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 0.0
