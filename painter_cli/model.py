@@ -276,6 +276,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_type_tokens": 0,
         "loss_variant": "painter",
     },
+    # SegGPT's architecture (type tokens, its loss) at CPU size: 64 px images (canvas 128 x 64,
+    # patch 8), width 128, 1.76 M parameters; the model of the SegGPT suite recipe.
+    "seggpt-mini": {
+        "img_size": (128, 64),
+        "patch_size": 8,
+        "embed_dim": 128,
+        "depth": 6,
+        "num_heads": 4,
+        "mlp_ratio": 4.0,
+        "decoder_embed_dim": 16,
+        "pretrain_img_size": 64,
+        "merge_index": 1,
+        "feature_blocks": (1, 3, 4, 5),
+        "drop_path_rate": 0.0,
+        "num_type_tokens": 2,
+        "loss_variant": "seggpt",
+    },
 }
 
 

@@ -346,3 +346,13 @@ def test_at_canvas_keeps_outputs_at_that_canvas():
         _, a = model(x, x, mask)
         _, b = moved(x, x, mask)
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_seggpt_mini_is_the_cpu_segmentation_model():
+    # The measured model: canvas 128 x 64, patch 8, width 128, depth 6, 1.76 M parameters,
+    # with SegGPT's two type tokens (2 x 128 of them) and loss.
+    cfg = get_config("seggpt-mini")
+    assert cfg.grid == (16, 8) and cfg.num_type_tokens == 2 and cfg.loss_variant == "seggpt"
+    model = Painter(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 1_760_099
+    assert model.type_token_cls.shape == (1, 1, 1, 128)
