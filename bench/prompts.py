@@ -65,6 +65,7 @@ def main() -> None:
     from painter_cli.prompts import (
         ModelScorer,
         QueryStore,
+        prompt_dependence,
         resolve_objective,
         resolve_scoring,
         select_prompts,
@@ -129,7 +130,7 @@ def main() -> None:
         # to the held-out queries (r near 0), the model does not use its prompt's content for this
         # task and neither search nor tuning can gain more than the metric's noise.
         on_tune = [on_probe.set_score(store.pair(int(i)), tune_probes) for i in rand_idx]
-        r = float(np.corrcoef(on_tune, random_scores)[0, 1]) if len(rand_idx) > 2 else math.nan
+        r = prompt_dependence(on_tune, random_scores).r
         selected = on_held.set_score(best, held)
         tune_prompt(
             model,

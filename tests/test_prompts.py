@@ -26,11 +26,15 @@ from painter_cli.prompts import (
     halving_schedule,
     heatmap_loss,
     palette_loss,
+    probe_dependence,
+    prompt_dependence,
     resolve_objective,
     retrieve,
     select_prompts,
+    split_half,
     split_indices,
     successive_halving,
+    verdict,
 )
 from painter_cli.shards import ShardReader
 
@@ -241,6 +245,71 @@ def test_select_reports_ties_as_ties(world, tmp_path):
     assert sorted(report["tied"]) == sorted(train.sample_id(cands[k]) for k in (2, 5))
 
 
+# --------------------------------------------------------------------------------------------
+# Does the task depend on its prompt? (spread against noise)
+
+
+def test_prompt_dependence_literal_values():
+    # a = (0, 2, 4, 6), b = (1, 1, 5, 5): (a + b) / 2 = (0.5, 1.5, 4.5, 5.5), sd sqrt(17/3);
+    # d = a - b = (-1, 1, -1, 1), sd sqrt(4/3), noise half of it; r = 16 / sqrt(20 * 16)
+    dep = prompt_dependence([0, 2, 4, 6], [1, 1, 5, 5])
+    assert dep.prompts == 4
+    assert dep.spread == pytest.approx(math.sqrt(17 / 3))
+    assert dep.noise == pytest.approx(math.sqrt(4 / 3) / 2)
+    assert dep.r == pytest.approx(16 / math.sqrt(320))
+    assert dep.ratio == pytest.approx(math.sqrt(17))
+    assert dep.matters is True
+    # the halves rank the prompts in reverse: no spread of the mean, all noise
+    dep = prompt_dependence([1, 2, 3], [3, 2, 1])
+    assert (dep.spread, dep.noise, dep.r, dep.matters) == (0.0, pytest.approx(1.0), -1.0, False)
+    # a shift common to all prompts (a harder half) is not noise
+    dep = prompt_dependence([1, 2, 3], [1.5, 2.5, 3.5])
+    assert dep.noise == 0 and dep.matters is True
+    # two prompts: no verdict; NaN scores are left out
+    assert prompt_dependence([1, 2], [1, 2]).matters is None
+    assert prompt_dependence([1, 2, float("nan")], [1, 2, 3]).prompts == 2
+    assert split_half([[1, 2, 3, 4], [5, 7, 5, 9]]) == ([2.0, 5.0], [3.0, 8.0])
+    assert probe_dependence([[1.0], [2.0], [3.0]]).matters is None  # one probe: no halves
+
+
+def test_prompt_dependence_measures_noise_and_signal():
+    rng = np.random.default_rng(0)
+    probe_noise = rng.normal(size=(300, 40))  # 300 prompts x 40 probes, sd 1 per probe
+    # no prompt effect: spread and noise both the sd of a 40-probe mean, 1/sqrt(40)
+    dep = probe_dependence(probe_noise)
+    assert dep.noise == pytest.approx(1 / math.sqrt(40), rel=0.1)
+    assert dep.spread == pytest.approx(1 / math.sqrt(40), rel=0.1)
+    assert abs(dep.r) < 0.15 and dep.matters is False
+    # a prompt effect of sd 0.5: spread sqrt(0.25 + 1/40), noise unchanged
+    effect = rng.normal(scale=0.5, size=(300, 1))
+    dep = probe_dependence(probe_noise + effect)
+    assert dep.spread == pytest.approx(math.sqrt(0.25 + 1 / 40), rel=0.1)
+    assert dep.noise == pytest.approx(1 / math.sqrt(40), rel=0.1)
+    assert dep.r == pytest.approx(0.25 / (0.25 + 1 / 20), abs=0.08)  # halves of 20 probes
+    assert dep.matters is True
+    text = verdict(dep, "toy")
+    assert text.startswith("toy depends on its prompt: 300 random prompts spread")
+    assert "does not measurably depend" in verdict(probe_dependence(probe_noise), "toy")
+
+
+def test_select_report_states_spread_against_noise(world, tmp_path):
+    train = ShardReader(world["train"])
+    cands, probes = split_indices(train, "nyuv2-depth", 8, 4)
+    quality = {c: float(k) for k, c in enumerate(cands)}  # prompts differ by 1, probes by 0.004
+    kwargs = dict(metric="toy", higher_is_better=True, random=5, progress=False)
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(quality), out=tmp_path / "a", **kwargs
+    )
+    rows = [[quality[r["index"]] + 0.001 * ((p * 7) % 5) for p in probes] for r in report["random"]]
+    assert report["dependence"] == probe_dependence(rows).to_json()
+    assert report["dependence"]["matters"] is True and report["dependence"]["prompts"] == 5
+    flat = select_prompts(
+        train, "nyuv2-depth", cands, probes, Counting(dict.fromkeys(cands, 0.5)),
+        out=tmp_path / "b", **kwargs,
+    )  # fmt: skip
+    assert flat["dependence"]["spread"] == 0 and flat["dependence"]["matters"] is False
+
+
 def test_resume_skips_cached_scores(world, tmp_path):
     train = ShardReader(world["train"])
     cands, probes = split_indices(train, "nyuv2-depth", 8, 4)
@@ -315,15 +384,22 @@ def test_prompt_select_cli_with_model(world, tmp_path, cli_runner):
     assert json.loads((out / "report.json").read_text())["forward_passes_this_run"] == 0
 
 
-def test_prompt_select_cli_says_what_it_searched_and_reports_ties(world, tmp_path, cli_runner):
-    # A model with every weight zero paints the same canvas whatever the prompt: all scores tie.
+@pytest.fixture(scope="module")
+def flat_ckpt(tmp_path_factory):
+    """A model with every weight zero: it paints the same canvas whatever the prompt."""
     model = build_model("painter-tiny", seed=0)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-    ckpt = save_checkpoint(tmp_path / "flat", model)
+    return save_checkpoint(tmp_path_factory.mktemp("flat") / "ckpt", model)
+
+
+def test_prompt_select_cli_says_what_it_searched_and_reports_ties(
+    world, flat_ckpt, tmp_path, cli_runner
+):
     out = tmp_path / "sel"
-    args = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(ckpt), "--device", "cpu"]
+    args = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(flat_ckpt)]
+    args += ["--device", "cpu"]
     args += ["--data", str(world["train"]), "--candidates", "64", "--probe-size", "4"]
     args += ["--min-probes", "1", "--random", "10", "--out", str(out)]
     result = cli_runner.invoke(app, args)
@@ -334,6 +410,10 @@ def test_prompt_select_cli_says_what_it_searched_and_reports_ties(world, tmp_pat
     assert "warning: --random 10: only 8 candidates" in text
     assert "all 8 candidates scored the same on the first 1 probes" in text
     assert "no best: 2 candidates tie at rmse" in text
+    assert (
+        "nyuv2-depth does not measurably depend on the prompt's content: 8 random prompts spread "
+        "0.0000 against a noise of 0.0000" in text
+    )
     assert "best " not in text.replace("no best", "")
     report = json.loads((out / "report.json").read_text())
     assert report["searched"]["candidates"] == 8 and report["settings"]["candidates"] == 64
@@ -538,6 +618,25 @@ def _tune_args(world, out, steps, *extra):
     args += ["--data", str(world["train"]), "--steps", str(steps), "--lr", "0.05"]
     args += ["--batch-size", "4", "--probe-size", "3", "--val-every", "3", "--save-every", "3"]
     return [*args, "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_prompt_tune_says_whether_the_prompt_matters_first(world, flat_ckpt, tmp_path, cli_runner):
+    args = _tune_args(world, tmp_path / "flat", 1, "--random", "4")
+    args[args.index(str(world["ckpt"]))] = str(flat_ckpt)
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    said = text.index("nyuv2-depth does not measurably depend on the prompt's content: 4 random")
+    assert said < text.index("initial")
+    assert "the metric's noise on these probes: 0.0000 (the task does not measurably" in text
+    report = json.loads((tmp_path / "flat" / "report.json").read_text())
+    assert report["dependence"]["matters"] is False and report["dependence"]["prompts"] == 4
+    assert report["settings"]["random"] == 4
+    # --random 0: no check, no line
+    args = _tune_args(world, tmp_path / "none", 1, "--random", "0")
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0 and "depend" not in result.output
+    assert "dependence" not in json.loads((tmp_path / "none" / "report.json").read_text())
 
 
 def test_prompt_tune_objective_option(world, tmp_path, cli_runner):

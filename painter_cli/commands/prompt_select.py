@@ -53,7 +53,7 @@ def prompt_select(
     from rich.table import Table
 
     from painter_cli.console import stdout_console
-    from painter_cli.prompts import SelectSettings, parse_count, run_select
+    from painter_cli.prompts import SelectSettings, parse_count, run_select, verdict
 
     settings = SelectSettings(
         task=task,
@@ -102,6 +102,8 @@ def prompt_select(
     )
     for line in r["warnings"]:
         console.print(f"warning: {line}", markup=False)
+    if n["random"]:
+        console.print(verdict(r["dependence"], r["task"]), markup=False)
     if r["all_tied"]:
         console.print(
             f"all {n['candidates']} candidates scored the same on the first "
@@ -116,6 +118,8 @@ def prompt_select(
             markup=False,
         )
         head = "tied"
+    elif r["dependence"]["matters"] is False:
+        head = f"chosen {r['best']['id']} (no better than the others beyond noise)"
     else:
         head = f"best {r['best']['id']}"
     console.print(

@@ -29,6 +29,11 @@ def prompt_tune(
     lr: float = typer.Option(0.01, "--lr", help="Learning rate (normalised pixel units)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Training queries per step."),
     probe_size: int = typer.Option(16, "--probe-size", "-m", help="Validation queries."),
+    random: int = typer.Option(
+        8,
+        "--random",
+        help="Random pairs scored on the probes first, to tell whether the prompt matters (0: skip).",
+    ),
     val_every: int = typer.Option(25, "--val-every", help="Validate every N steps."),
     save_every: int = typer.Option(25, "--save-every", help="Save resumable state every N steps."),
     score: str = typer.Option("auto", "--score", help="auto, metric or loss (masked loss)."),
@@ -74,6 +79,7 @@ def prompt_tune(
         seed=seed,
         resume=resume,
         metric_variant=metric_variant,
+        random=random,
     )
     r = run_tune(settings)
     sense = "higher" if r["higher_is_better"] else "lower"
@@ -82,6 +88,17 @@ def prompt_tune(
         f"{r['task']}: {r['metric']} ({sense} is better) on the probe set: "
         f"initial {_fmt(r['initial'])} -> tuned {_fmt(r['tuned'])} (step {r['best_step']})"
     )
+    dep = r.get("dependence")
+    if dep is not None and dep["noise"] is not None:
+        says = {
+            True: "the task depends on its prompt",
+            False: "the task does not measurably depend on its prompt",
+            None: "too few random pairs to tell whether the prompt matters",
+        }[dep["matters"]]
+        console.print(
+            f"the metric's noise on these probes: {_fmt(dep['noise'])} ({says}: "
+            f"{dep['prompts']} random pairs spread {_fmt(dep['spread'])})"
+        )
     console.print(f"prompt written to {r['prompt']} (image.png, target.png, prompt.safetensors)")
 
 

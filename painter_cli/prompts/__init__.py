@@ -6,6 +6,7 @@ One concern a module:
   (``OUT/scores.json``), so an interrupted search resumes;
 - ``scoring``: a prompt's score on probe queries with a frozen model (the per-query headline
   metric, or the masked loss for tasks without a metric on shards);
+- ``dependence``: whether a task's scores depend on the prompt at all (spread against noise);
 - ``retrieval``: per-query prompts, the most similar candidate by pixels or encoder features;
 - ``selection``: the candidate/probe split and ``select_prompts`` (search, report, ``top/``);
 - ``objectives`` and ``tuning``: what tuning minimises, and ``PromptTuner``/``tune_prompt`` (a
@@ -17,6 +18,14 @@ The task view the scorer evaluates probes through is ``painter_cli.shards.TaskVi
 reader it views), re-exported here. Every name below is importable from ``painter_cli.prompts``.
 """
 
+from painter_cli.prompts.dependence import (
+    SIGNAL_RATIO,
+    Dependence,
+    probe_dependence,
+    prompt_dependence,
+    split_half,
+    verdict,
+)
 from painter_cli.prompts.files import (
     REPORT_FILE,
     TOP_DIR,
@@ -79,6 +88,7 @@ __all__ = [
     "REPORT_FILE",
     "SCORES_FILE",
     "SCORE_MODES",
+    "SIGNAL_RATIO",
     "TOP_DIR",
     "TUNE_STATE",
     "HalvingResult",
@@ -91,6 +101,7 @@ __all__ = [
     "TaskView",
     "TuneSettings",
     "TuneState",
+    "Dependence",
     "codec_palette",
     "describe",
     "encoder_descriptor",
@@ -101,6 +112,8 @@ __all__ = [
     "palette_loss",
     "parse_count",
     "pixel_descriptor",
+    "probe_dependence",
+    "prompt_dependence",
     "resolve_objective",
     "resolve_scoring",
     "retrieve",
@@ -110,10 +123,12 @@ __all__ = [
     "sample_id",
     "save_prompt",
     "select_prompts",
+    "split_half",
     "split_indices",
     "stack_canvases",
     "successive_halving",
     "tune_prompt",
+    "verdict",
     "with_suite_defaults",
     "write_pair",
     "write_top",

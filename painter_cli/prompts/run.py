@@ -3,6 +3,7 @@ check every input before the model is loaded, then call ``selection`` / ``tuning
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,12 +21,15 @@ from painter_cli.inference import (
     resolve_device,
     write_json,
 )
+from painter_cli.prompts.dependence import Dependence, probe_dependence, verdict
 from painter_cli.prompts.files import REPORT_FILE, load_prompt
 from painter_cli.prompts.objectives import resolve_objective
 from painter_cli.prompts.retrieval import FEATURES, describe, retrieve
 from painter_cli.prompts.scoring import ModelScorer, QueryStore, resolve_scoring
 from painter_cli.prompts.selection import select_prompts, split_indices
 from painter_cli.prompts.tuning import tune_prompt
+
+log = logging.getLogger(__name__)
 
 
 def parse_count(value: str | int | None, option: str = "--candidates") -> int | None:
@@ -88,6 +92,7 @@ class TuneSettings:
     seed: int = 0
     resume: bool = False
     metric_variant: str | None = None
+    random: int = 8
 
 
 def with_suite_defaults(settings: Any, command: str) -> Any:
@@ -237,6 +242,8 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     pool, probes = split_indices(
         train, task, None, settings.probe_size, settings.seed, probe_reader
     )
+    if settings.random < 0:
+        raise PainterError(f"--random {settings.random}: must be >= 0")
     if settings.init is not None:
         prompt_sources(settings.init)  # fail on a bad folder before loading the model
     device = resolve_device(settings.device)
@@ -250,6 +257,11 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         init = QueryStore(train, task, size).pair(pool[int(rng.integers(len(pool)))])
     scorer = _model_scorer(settings, model, train, preader, task, size, mode, device)
     scorer.close()  # only its scoring is used here, not its pass counter
+    dependence = None
+    if settings.random:  # said before any step is spent
+        dependence = random_dependence(scorer, pool, probes, settings.random, settings.seed)
+        line = verdict(dependence, task)
+        (log.info if dependence.matters else log.warning)("%s", line)
     fingerprint = {
         **_data_fingerprint(settings, ckpt, task),
         "init": settings.init,
@@ -281,6 +293,18 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         fingerprint=fingerprint,
         objective=objective,
     )
+    if dependence is not None:
+        report["dependence"] = dependence.to_json()
     report["settings"] = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
     write_json(Path(settings.out) / REPORT_FILE, report)
     return report
+
+
+def random_dependence(
+    scorer: ModelScorer, pool: Sequence[int], probes: Sequence[int], n: int, seed: int = 0
+) -> Dependence:
+    """``Dependence`` of ``n`` seeded random training pairs of ``pool`` as prompts, from their
+    per-probe scores (``scorer.score_prompt``) on the two halves of ``probes``."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE9]))
+    picks = [int(i) for i in rng.permutation(list(pool))[:n]]
+    return probe_dependence([scorer.score_prompt(scorer.prompt(c), probes) for c in picks])

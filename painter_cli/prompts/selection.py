@@ -14,6 +14,7 @@ import numpy as np
 
 from painter_cli.errors import PainterError
 from painter_cli.inference import write_json
+from painter_cli.prompts.dependence import probe_dependence
 from painter_cli.prompts.files import REPORT_FILE, TOP_DIR, sample_id, write_pair, write_top
 from painter_cli.prompts.halving import (
     SCORES_FILE,
@@ -97,7 +98,8 @@ def select_prompts(
     ``per_query(candidates, probes)`` -> the candidate retrieved for each probe (retrieval mode).
     ``requested``: the ``candidates`` (None = all) and ``probes`` the user asked for, so the report
     can say where fewer were searched. Writes ``out/image.png`` + ``target.png`` (best),
-    ``out/top/`` (top ``top``) and ``out/report.json``; returns the report. The report's
+    ``out/top/`` (top ``top``) and ``out/report.json``; returns the report. Its ``dependence``
+    is the random prompts' spread against the metric's noise (``dependence``). The report's
     ``searched`` says what was actually scored, ``warnings`` where it is less than asked or
     probes are also candidates, ``tied`` the candidates that share the best score (a tie names
     no best; ``image.png`` is then the first of them in draw order).
@@ -140,7 +142,8 @@ def select_prompts(
         all_tied = len(candidates) > 1 and _all_close(
             [nanmean(scored(c, probes[:first])) for c in candidates]
         )
-        random_scores = {c: nanmean(scored(c, probes)) for c in randoms}
+        random_rows = {c: scored(c, probes) for c in randoms}
+        random_scores = {c: nanmean(v) for c, v in random_rows.items()}
         if per_query is not None:
             picks = [int(c) for c in per_query(candidates, probes)]
             values = [scored(c, [p])[0] for c, p in zip(picks, probes, strict=True)]
@@ -184,6 +187,7 @@ def select_prompts(
         "searched": searched,
         "requested": {k: asked[k] for k in ("candidates", "probes")} | {"random": random},
         "warnings": warnings,
+        "dependence": probe_dependence(list(random_rows.values())).to_json(),
         "random_mean": json_float(nanmean(list(random_scores.values()))) if random_scores else None,
         "random": [
             {"id": sample_id(train, c), "index": c, "score": json_float(v)}
