@@ -348,6 +348,52 @@ def test_run_predict_writes_files_and_schema(tmp_path, model):
     assert not list(out.glob(".*.tmp"))
 
 
+def test_predict_again_into_the_same_out_clears_the_earlier_run_and_shows_every_prompt(
+    tmp_path, model
+):
+    from painter_cli.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "ckpt", model)
+    codec = get_codec("ade20k-semseg")
+    prompts = []
+    for k in range(3):
+        folder = tmp_path / f"prompt{k}"
+        folder.mkdir()
+        Image.fromarray(_photo(40, 40, 5 + k)).save(folder / "image.png")
+        target = codec.encode(_rng(6 + k).integers(1, 151, (40, 40)))
+        Image.fromarray(target).save(folder / "target.png")
+        prompts.append(str(folder))
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    Image.fromarray(_photo(21, 34, 20)).save(queries / "q0.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+    def predict(task, prompt_list):
+        settings = PredictSettings(
+            queries=[str(queries)], prompts=prompt_list, checkpoint=str(ckpt), task=task,
+            out=str(out),
+        )  # fmt: skip
+        return run_predict(settings)
+
+    predict("ade20k-semseg", prompts)
+    assert (out / "q0_labels.png").is_file() and (out / "q0_overlay.png").is_file()
+    # The preview shows all 3 prompt pairs of the ensemble, then the query and its painting:
+    # 6 panels of 40 x 40 at height 256 (256 wide), 2 of 21 x 34 (round(34 * 256 / 21) = 414
+    # wide) and 7 gaps of 4.
+    assert Image.open(out / "q0_preview.png").size == (6 * 256 + 2 * 414 + 7 * 4, 256)
+    predict(None, prompts[:1])  # no task: painted and preview only
+    assert sorted(p.name for p in out.iterdir()) == [
+        "notes.txt",
+        "predict_config.json",
+        "predictions.json",
+        "q0_painted.png",
+        "q0_preview.png",
+    ]
+    assert Image.open(out / "q0_preview.png").size == (2 * 256 + 2 * 414 + 3 * 4, 256)
+
+
 def test_resolve_device_checks_cuda_availability(monkeypatch):
     from painter_cli.inference import resolve_device
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,32 @@ def prompt_panels(prompt: Prompt) -> tuple[np.ndarray, np.ndarray]:
     both = denormalize(torch.stack([prompt.image, prompt.target]).float())
     arrs = to_uint8(both.permute(0, 2, 3, 1).numpy())
     return arrs[0], arrs[1]
+
+
+def clear_previous(out: Path) -> int:
+    """Remove the files an earlier ``painter predict`` wrote into ``out``, as its
+    ``predictions.json`` lists them (so a ``_labels.png`` of another task does not stay beside
+    the new results), and that file itself; returns how many files went. Other files stay."""
+    listing = Path(out) / "predictions.json"
+    try:
+        records = json.loads(listing.read_text())
+    except (OSError, ValueError):
+        return 0
+    names: set[str] = {"predictions.json", "predict_config.json"}
+    for rec in records if isinstance(records, list) else []:
+        if isinstance(rec, dict):
+            outputs = rec.get("outputs")
+            files = [rec.get("painted"), rec.get("preview")]
+            files += list(outputs.values()) if isinstance(outputs, dict) else []
+            names.update(f for f in files if isinstance(f, str))
+    removed = 0
+    for name in sorted(names):
+        path = Path(out) / name
+        # Only plain names directly in ``out``: a doctored listing must not reach elsewhere.
+        if path.parent == Path(out) and path.name == name and path.is_file():
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def coco_image_id(stem: str, index: int) -> int:
@@ -221,11 +248,14 @@ def write_outputs(
     stem: str,
     painted: np.ndarray | tuple[np.ndarray, np.ndarray],
     query_rgb: np.ndarray,
-    prompt_pair: tuple[np.ndarray, np.ndarray] | None = None,
+    prompt_pair: Any = None,
     codec: Any = None,
     image_id: int = 0,
 ) -> dict[str, Any]:
     """Write one query's files into ``out``.
+
+    ``prompt_pair``: the prompt's (image, target) uint8 panels for the preview, or a list of such
+    pairs (an ensemble's or panoptic's prompts: the preview shows them all), or None.
 
     ``painted``: (H, W, 3) float 0..255 at the query's size (for a panoptic codec the pair
     ``(semantic, instance)``). Everything is decoded before the first write. Returns the
@@ -240,9 +270,11 @@ def write_outputs(
     painted_u8 = to_uint8(painted / 255.0)
     record: dict[str, Any] = {"painted": f"{stem}_painted.png", "preview": f"{stem}_preview.png"}
     write_png(out / record["painted"], painted_u8)
-    panels = (
-        [query_rgb, painted_u8] if prompt_pair is None else [*prompt_pair, query_rgb, painted_u8]
-    )
+    if prompt_pair is None:
+        prompt_pair = []
+    elif isinstance(prompt_pair[0], np.ndarray):
+        prompt_pair = [prompt_pair]
+    panels = [*(panel for pair in prompt_pair for panel in pair), query_rgb, painted_u8]
     outputs: dict[str, str] = {}
     if extra is not None:
         extra_u8 = to_uint8(extra / 255.0)

@@ -20,7 +20,12 @@ from painter_cli.inference.images import (
     resolve_queries,
     write_json,
 )
-from painter_cli.inference.outputs import coco_image_id, prompt_panels, write_outputs
+from painter_cli.inference.outputs import (
+    clear_previous,
+    coco_image_id,
+    prompt_panels,
+    write_outputs,
+)
 from painter_cli.inference.predictor import (
     ENSEMBLES,
     PRECISIONS,
@@ -249,8 +254,11 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     for p in prompts:
         predictor.check_prompt(p)
     ensemble = settings.ensemble or "features"
-    pair = prompt_panels(prompts[0])
+    pairs_shown = [prompt_panels(p) for p in prompts]
     stems = output_stems(queries)
+    removed = clear_previous(out)
+    if removed:
+        log.info("removed %d files of the earlier predict run in %s", removed, out)
     records: list[dict[str, Any]] = []
     bs = settings.batch_size
     batches = [list(range(i, min(i + bs, len(queries)))) for i in range(0, len(queries), bs)]
@@ -269,7 +277,7 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
             else:
                 arr = finish(painted[j], h, w, kind, settings.keep_aspect)
             image_id = coco_image_id(stems[i], i)
-            rec = write_outputs(out, stems[i], arr, images[j], pair, codec, image_id)
+            rec = write_outputs(out, stems[i], arr, images[j], pairs_shown, codec, image_id)
             records.append({"query": str(queries[i]), **rec})
     write_json(out / "predictions.json", records)
     config = settings.to_dict()
