@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -39,6 +40,34 @@ class ModelSection:
 
 
 @dataclass
+class TaskOptions:
+    """Per-task training options, ``[data.task_options."TASK"]`` (the defaults are the official
+    behaviour; docs/train.md has the recipes)."""
+
+    # Prompt and query of a canvas are two different samples of one group (a class, a video: the
+    # group each shard sample stores), so the prompt shows the concept the query must segment.
+    pair_by_group: bool = False
+    # Repaint both targets of a canvas through one random colour mapping (SegGPT); segmentation
+    # (semseg-kind) codecs only.
+    recolor: bool = False
+    # Loss weight of the target's foreground (non-black) pixels; "auto": (1 - f) / f clipped to
+    # [1, 10], f = the task's measured foreground fraction. 1: the official loss.
+    fg_weight: float | str = 1.0
+    # Share of the prompt's (top) target patches masked as well (and so predicted) in training.
+    prompt_mask: float = 0.0
+
+    def check(self, what: str) -> None:
+        """``PainterError`` naming ``what`` (the task's options) when a value is out of range."""
+        w = self.fg_weight
+        if isinstance(w, str) and w != "auto":
+            raise PainterError(f'{what}.fg_weight: expected a number > 0 or "auto", got {w!r}')
+        if not isinstance(w, str) and not (math.isfinite(w) and w > 0):
+            raise PainterError(f"{what}.fg_weight: must be > 0, got {w}")
+        if not 0.0 <= self.prompt_mask <= 1.0:
+            raise PainterError(f"{what}.prompt_mask: must be in [0, 1], got {self.prompt_mask}")
+
+
+@dataclass
 class DataSection:
     """Shards, task weights and the joint augmentations (units: pixels, probabilities)."""
 
@@ -48,6 +77,8 @@ class DataSection:
     # Sampling weight per task name; the paper's eight tasks default to PAPER_TASKS weights, any
     # other task must be given one here. Normalised over the tasks present.
     weights: dict[str, float] = field(default_factory=dict)
+    # Per-task options (concept pairing, random colouring, foreground weight, prompt masking).
+    task_options: dict[str, TaskOptions] = field(default_factory=dict)
     num_workers: int = 2
     crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
     crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
@@ -251,7 +282,8 @@ def set_value(section: Any, sec_name: str, key: str, value: Any, where: str) -> 
 
 
 def apply_override(cfg: TrainConfig, item: str) -> None:
-    """Apply one ``section.key=value`` (or ``data.weights.TASK=value``) override."""
+    """Apply one ``section.key=value`` (or ``data.weights.TASK=value``,
+    ``data.task_options.TASK.KEY=value``) override."""
     where = f"--set {item}"
     if "=" not in item:
         raise PainterError(f"{where}: expected section.key=value")
@@ -260,6 +292,13 @@ def apply_override(cfg: TrainConfig, item: str) -> None:
     parts = dotted.strip().split(".")
     if len(parts) == 3 and parts[0] == "data" and parts[1] == "weights":
         cfg.data.weights = {**cfg.data.weights, parts[2]: _coerce(value, float, where)}
+        return
+    if len(parts) == 4 and parts[0] == "data" and parts[1] == "task_options":
+        task, key = parts[2], parts[3]
+        old = cfg.data.task_options.get(task, TaskOptions())
+        merged = {**dataclasses.asdict(old), key: value}
+        opts = _coerce(merged, TaskOptions, f"{where}: data.task_options.{task}")
+        cfg.data.task_options = {**cfg.data.task_options, task: opts}
         return
     if len(parts) != 2:
         raise PainterError(f"{where}: expected section.key=value (e.g. optim.lr=1e-4)")
@@ -316,6 +355,16 @@ def parse_literal(text: str) -> Any:
 
 def _coerce(value: Any, typ: Any, what: str) -> Any:
     origin = get_origin(typ)
+    if origin is types.UnionType:
+        for arm in get_args(typ):
+            try:
+                return _coerce(value, arm, what)
+            except PainterError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in get_args(typ))
+        raise PainterError(f"{what}: expected {names}, got {value!r}")
+    if dataclasses.is_dataclass(typ):
+        return _coerce_table(value, typ, what)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -342,6 +391,23 @@ def _coerce(value: Any, typ: Any, what: str) -> Any:
     raise PainterError(f"{what}: expected {name}, got {value!r}")
 
 
+def _coerce_table(value: Any, typ: Any, what: str) -> Any:
+    """A dataclass (``TaskOptions``) from a TOML table: its keys over the defaults, checked."""
+    if isinstance(value, typ):
+        return value
+    if not isinstance(value, dict):
+        raise PainterError(f"{what}: expected a table of keys, got {value!r}")
+    hints = get_type_hints(typ)
+    obj = typ()
+    for k, v in value.items():
+        if k not in hints:
+            known = ", ".join(f.name for f in fields(typ))
+            raise PainterError(f"{what}: unknown key {k!r}", hint=f"keys: {known}")
+        setattr(obj, k, _coerce(v, hints[k], f"{what}.{k}"))
+    obj.check(what)
+    return obj
+
+
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -354,6 +420,8 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:
 
 
 def _toml_value(v: Any) -> str:
+    if dataclasses.is_dataclass(v):
+        v = dataclasses.asdict(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -15,6 +15,11 @@ canvas (scale 0.3-1, ratio 0.3-0.7) except for half-mask and no-crop samples. Ta
 nearest when the codec is discrete and bicubic otherwise (``official_target_resize`` restores the
 official rule: bicubic only for depth and keypoints). ``valid`` comes from the codec's rule on the
 final target canvas.
+
+Per-task options (``data.task_options``, all off by default): ``pair_by_group`` draws the prompt
+and the query from two different samples of one group; ``recolor`` repaints both targets of a
+canvas through one random colour mapping (``tasks.recolor``); ``fg_weight`` multiplies ``valid`` on
+the target's non-black pixels; ``prompt_mask`` also masks part of the prompt's target in training.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from painter_cli.config import TaskOptions
 from painter_cli.errors import PainterError
-from painter_cli.masking import MaskGenerator, half_mask
+from painter_cli.masking import MaskGenerator, half_mask, mask_prompt
+from painter_cli.tasks.recolor import RECOLOR_KINDS, recolor_pair
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,9 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 NO_CROP_KINDS = frozenset({"instance", "keypoints", "panoptic"})
 # The official loader resized only these targets bicubically (substring match on the type name).
 OFFICIAL_BICUBIC_KINDS = frozenset({"depth", "keypoints"})
+# fg_weight = "auto": measured on this many stored targets; the weight is clipped to [1, this].
+AUTO_FG_SAMPLES = 32
+AUTO_FG_MAX = 10.0
 
 
 def task_weights(reader, data_cfg, where: str = "data") -> dict[str, float]:
@@ -86,6 +96,33 @@ def task_weights(reader, data_cfg, where: str = "data") -> dict[str, float]:
     if not out or sum(out.values()) <= 0:
         raise PainterError(f"{where}: no task has a positive sampling weight")
     return {t: w for t, w in out.items() if w > 0}
+
+
+def check_task_options(reader, data_cfg, where: str = "data") -> None:
+    """``data.task_options`` may only name tasks the shards hold (a typo would silently train
+    without the option)."""
+    unknown = [t for t in data_cfg.task_options if t not in reader.tasks]
+    if unknown:
+        raise PainterError(
+            f"{where}: data.task_options names {', '.join(unknown)}, not in the shards",
+            hint=f"tasks there: {', '.join(reader.tasks)}",
+        )
+
+
+def foreground_fraction(reader, indices: np.ndarray, samples: int = AUTO_FG_SAMPLES) -> float:
+    """Mean share of non-black pixels over up to ``samples`` stored targets of ``indices``
+    (evenly spaced, so the measure is a function of the shards)."""
+    pick = np.unique(np.linspace(0, len(indices) - 1, min(samples, len(indices))).round())
+    fracs = [float((reader[int(indices[int(k)])]["target"] > 0).any(axis=2).mean()) for k in pick]
+    return float(np.mean(fracs))
+
+
+def auto_fg_weight(fraction: float) -> float:
+    """``fg_weight = "auto"``: (1 - f) / f clipped to [1, 10], f the foreground fraction. With
+    it the foreground weighs about as much as the background in the loss (f = 0.2: 4)."""
+    if fraction <= 0:
+        return AUTO_FG_MAX
+    return float(np.clip((1.0 - fraction) / fraction, 1.0, AUTO_FG_MAX))
 
 
 def rrc_box(
@@ -160,6 +197,25 @@ class _Task:
     codec: object
     target_resample: int
     no_crop: bool
+    options: TaskOptions = field(default_factory=TaskOptions)
+    fg_weight: float = 1.0
+    # pair_by_group: the samples of groups with >= 2 samples, group by group; group g is
+    # pool[starts[g]:starts[g + 1]].
+    pool: np.ndarray | None = None
+    starts: np.ndarray | None = None
+
+    def span(self, k: int) -> tuple[int, int]:
+        """pair_by_group: (start in ``pool``, size) of the group of pool entry ``k``."""
+        g = int(np.searchsorted(self.starts, k, side="right")) - 1
+        return int(self.starts[g]), int(self.starts[g + 1] - self.starts[g])
+
+    def partner(self, k: int, j: int) -> tuple[int, int]:
+        """pair_by_group: global indices of pool entry ``k`` and of the ``j``-th other member of
+        its group (``0 <= j < size - 1``; the sample itself is skipped, so a query is never its
+        own prompt)."""
+        lo, _ = self.span(k)
+        j = lo + j + (lo + j >= k)
+        return int(self.pool[k]), int(self.pool[j])
 
 
 def _target_resample(codec, official: bool) -> int:
@@ -170,9 +226,35 @@ def _target_resample(codec, official: bool) -> int:
     return Image.BICUBIC if bicubic else Image.NEAREST
 
 
+def _pairing_pool(reader, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, starts) of ``_Task`` for a ``pair_by_group`` task (``PainterError`` without groups)."""
+    where = f"data.task_options.{task}.pair_by_group"
+    groups = reader.groups(task)
+    if not groups:
+        raise PainterError(
+            f"{where}: task {task!r} has no sample groups in {', '.join(map(str, reader.dirs))}",
+            hint="encode it with groups (Sample.group: a class, a video), or turn pairing off",
+        )
+    members = [m for m in groups.values() if len(m) >= 2]
+    single = len(groups) - len(members)
+    if not members:
+        raise PainterError(f"{where}: no group of task {task!r} has two samples to pair")
+    if single:
+        log.warning("task %s: %d group(s) with one sample left out of pairing", task, single)
+    starts = np.cumsum([0] + [len(m) for m in members]).astype(np.int64)
+    return np.concatenate(members).astype(np.int64), starts
+
+
 class _CanvasBase(torch.utils.data.Dataset):
     def __init__(
-        self, reader, tasks: list[str], *, canvas: tuple[int, int], patch_size: int, data_cfg
+        self,
+        reader,
+        tasks: list[str],
+        *,
+        canvas: tuple[int, int],
+        patch_size: int,
+        data_cfg,
+        fg_weights: dict[str, float] | None = None,
     ):
         h, w = canvas
         if h != 2 * w or h % patch_size or w % patch_size:
@@ -191,6 +273,16 @@ class _CanvasBase(torch.utils.data.Dataset):
                     f"task {t!r} has no samples in {', '.join(map(str, reader.dirs))}"
                 )
             codec = reader.codec(t)
+            opts = data_cfg.task_options.get(t, TaskOptions())
+            if opts.recolor and codec.kind not in RECOLOR_KINDS:
+                raise PainterError(
+                    f"data.task_options.{t}.recolor: task {t!r} has a {codec.kind} codec "
+                    f"({codec.name}); random colouring repaints segmentation (semseg) targets only",
+                    hint=f"turn it off: --set data.task_options.{t}.recolor=false",
+                )
+            pool = starts = None
+            if opts.pair_by_group:
+                pool, starts = _pairing_pool(reader, t)
             self.tasks.append(
                 _Task(
                     t,
@@ -198,9 +290,30 @@ class _CanvasBase(torch.utils.data.Dataset):
                     codec,
                     _target_resample(codec, data_cfg.official_target_resize),
                     codec.kind in NO_CROP_KINDS,
+                    opts,
+                    self._fg_weight(reader, t, idx, opts, fg_weights),
+                    pool,
+                    starts,
                 )
             )
         self.task_names = [t.name for t in self.tasks]
+        # SegGPT's type token per task (``model.SEG_TYPES`` names): instance codecs get the
+        # instance token, every other task the semantic one.
+        self.seg_types = [
+            "instance" if t.codec.kind == "instance" else "semantic" for t in self.tasks
+        ]
+        self.fg_weights = {t.name: t.fg_weight for t in self.tasks}
+
+    @staticmethod
+    def _fg_weight(reader, task: str, idx, opts: TaskOptions, given: dict | None) -> float:
+        if given is not None and task in given:
+            return float(given[task])
+        if opts.fg_weight != "auto":
+            return float(opts.fg_weight)
+        f = foreground_fraction(reader, idx)
+        w = auto_fg_weight(f)
+        log.info("task %s: foreground fraction %.3f: fg_weight auto = %.2f", task, f, w)
+        return w
 
     def _load_pair(
         self, task: _Task, index: int, rng: np.random.Generator | None
@@ -227,8 +340,19 @@ class _CanvasBase(torch.utils.data.Dataset):
                 tg = tg.transpose(Image.FLIP_LEFT_RIGHT)
         return np.asarray(im), np.asarray(tg)
 
+    def _recolor(self, task: _Task, tgt1, tgt2, rng: np.random.Generator):
+        if not task.options.recolor:
+            return tgt1, tgt2
+        (tgt1, tgt2), _, _ = recolor_pair([tgt1, tgt2], rng)
+        return tgt1, tgt2
+
     def _finish(self, task_id: int, img: np.ndarray, tgt: np.ndarray, mask: np.ndarray) -> dict:
-        valid = self.tasks[task_id].codec.valid(tgt)
+        task = self.tasks[task_id]
+        valid = task.codec.valid(tgt)
+        if task.fg_weight != 1.0:
+            # Non-black pixels (all three elements): a mask colour is learnt channel by channel.
+            fg = (tgt > 0).any(axis=2, keepdims=True)
+            valid = valid * np.where(fg, np.float32(task.fg_weight), np.float32(1.0))
         return {
             "imgs": to_normalized(img),
             "tgts": to_normalized(tgt),
@@ -273,17 +397,29 @@ class TrainCanvases(_CanvasBase):
     def rng(self, i: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, 0x5EED, int(i)]))
 
+    def pair(self, task: _Task, rng: np.random.Generator) -> tuple[int, int]:
+        """Global sample indices (prompt, query) of one canvas of ``task``."""
+        if task.pool is not None:
+            k = int(rng.integers(0, len(task.pool)))
+            _, size = task.span(k)
+            return task.partner(k, int(rng.integers(0, size - 1)))
+        # Like the official sampler the second pair may be the first one again (same task).
+        first, second = rng.integers(0, len(task.indices), size=2)
+        return int(task.indices[first]), int(task.indices[second])
+
     def __getitem__(self, i: int) -> dict:
         rng = self.rng(i)
         task_id = int(rng.choice(len(self.tasks), p=self.probs))
         task = self.tasks[task_id]
-        # Like the official sampler the second pair may be the first one again (same task).
-        first, second = rng.integers(0, len(task.indices), size=2)
-        img1, tgt1 = self._load_pair(task, task.indices[first], rng)
-        img2, tgt2 = self._load_pair(task, task.indices[second], rng)
+        first, second = self.pair(task, rng)
+        img1, tgt1 = self._load_pair(task, first, rng)
+        img2, tgt2 = self._load_pair(task, second, rng)
+        tgt1, tgt2 = self._recolor(task, tgt1, tgt2, rng)
         img = np.concatenate([img1, img2], axis=0)
         tgt = np.concatenate([tgt1, tgt2], axis=0)
         mask, is_half = self.mask_gen(rng)
+        if task.options.prompt_mask > 0:
+            mask = mask_prompt(mask, task.options.prompt_mask, rng)
         if self.cfg.second_crop and not is_half and not task.no_crop:
             h, w = img.shape[:2]
             box = rrc_box(
@@ -296,19 +432,32 @@ class TrainCanvases(_CanvasBase):
 
 class ValCanvases(_CanvasBase):
     """Validation canvases: per task its first ``per_task`` samples as queries, each with the next
-    sample of the task as the prompt pair; no augmentation, bottom-half mask. Same item layout as
-    ``TrainCanvases``."""
+    sample of the task as the prompt pair (``pair_by_group``: the first samples of groups with two
+    or more, each with the next sample of its own group); no augmentation, bottom-half mask;
+    ``recolor`` draws a fixed mapping per item. Same item layout as ``TrainCanvases``.
+    ``fg_weights`` (task -> weight, e.g. ``TrainCanvases.fg_weights``) overrides the measured
+    ``fg_weight = "auto"`` so validation weighs the loss as training does."""
 
-    def __init__(self, reader, *, canvas, patch_size, data_cfg, per_task: int, tasks=None):
+    def __init__(
+        self, reader, *, canvas, patch_size, data_cfg, per_task: int, tasks=None, fg_weights=None
+    ):
         super().__init__(
             reader,
             list(tasks or reader.tasks),
             canvas=canvas,
             patch_size=patch_size,
             data_cfg=data_cfg,
+            fg_weights=fg_weights,
         )
         self.items: list[tuple[int, int, int]] = []
         for k, task in enumerate(self.tasks):
+            if task.pool is not None:
+                # Queries in task order, each prompted by the next member of its group.
+                for q in np.argsort(task.pool, kind="stable")[:per_task]:
+                    lo, size = task.span(int(q))
+                    prompt = task.pool[lo + (q - lo + 1) % size]
+                    self.items.append((k, int(prompt), int(task.pool[q])))
+                continue
             n = len(task.indices)
             for q in range(min(per_task, n)):
                 self.items.append((k, int(task.indices[(q + 1) % n]), int(task.indices[q])))
@@ -322,6 +471,8 @@ class ValCanvases(_CanvasBase):
         task = self.tasks[task_id]
         img1, tgt1 = self._load_pair(task, prompt, None)
         img2, tgt2 = self._load_pair(task, query, None)
+        rng = np.random.default_rng(np.random.SeedSequence([0x7A1, int(i)]))
+        tgt1, tgt2 = self._recolor(task, tgt1, tgt2, rng)
         img = np.concatenate([img1, img2], axis=0)
         tgt = np.concatenate([tgt1, tgt2], axis=0)
         return self._finish(task_id, img, tgt, self.mask.copy())

@@ -275,6 +275,16 @@ def build_train_model(cfg: TrainConfig, resume_from: Path | None) -> nn.Module:
 # Validation
 
 
+def seg_type_ids(model: nn.Module, dataset) -> torch.Tensor | None:
+    """SegGPT models (type tokens): the (T,) int64 type id of each task of ``dataset`` (index it
+    with a batch's ``task``); None for Painter models."""
+    from painter_cli.model import SEG_TYPES
+
+    if not model.config.num_type_tokens:
+        return None
+    return torch.tensor([SEG_TYPES[name] for name in dataset.seg_types], dtype=torch.long)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, *, batch_size: int, device, autocast) -> dict[str, float]:
     """Mean per-sample masked loss per task (bottom-half mask) over ``dataset`` (ValCanvases)."""
@@ -284,10 +294,12 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, device, autocast) ->
     model.eval()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
+    seg_ids = seg_type_ids(model, dataset)
     for batch in make_loader(dataset, batch_size=batch_size, num_workers=0):
         b = {k: v.to(device) for k, v in batch.items() if k != "task"}
+        kw = {} if seg_ids is None else {"seg_type": seg_ids[batch["task"]].to(device)}
         with autocast():
-            _, pred = model(b["imgs"], b["tgts"], b["mask"], b["valid"], compute_loss=False)
+            _, pred = model(b["imgs"], b["tgts"], b["mask"], b["valid"], compute_loss=False, **kw)
         for j, t in enumerate(batch["task"].tolist()):
             sl = slice(j, j + 1)
             loss = model.forward_loss(pred[sl], b["tgts"][sl], b["mask"][sl], b["valid"][sl])
@@ -306,7 +318,7 @@ def prepare_data(cfg: TrainConfig, canvas: tuple[int, int], patch_size: int):
     """Open and check the train (and val) shards: ``(train_dataset, val_dataset or None)``.
     Errors (missing/empty directories, other encoder versions, tasks without weights, masks that
     do not fit the grid) are raised here, before any training."""
-    from painter_cli.data import TrainCanvases, ValCanvases, task_weights
+    from painter_cli.data import TrainCanvases, ValCanvases, check_task_options, task_weights
     from painter_cli.masking import MaskGenerator
     from painter_cli.shards import ShardReader
 
@@ -316,6 +328,7 @@ def prepare_data(cfg: TrainConfig, canvas: tuple[int, int], patch_size: int):
     if len(reader) == 0:
         raise PainterError(f"{', '.join(cfg.data.paths)}: no samples in the shard directories")
     weights = task_weights(reader, cfg.data)
+    check_task_options(reader, cfg.data)
     grid = (canvas[0] // patch_size, canvas[1] // patch_size)
     mask_gen = MaskGenerator.from_config(grid, cfg.mask)
     train_ds = TrainCanvases(
@@ -340,6 +353,7 @@ def prepare_data(cfg: TrainConfig, canvas: tuple[int, int], patch_size: int):
             patch_size=patch_size,
             data_cfg=cfg.data,
             per_task=cfg.run.val_samples,
+            fg_weights=train_ds.fg_weights,
         )
     return train_ds, val_ds
 
@@ -434,6 +448,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
     def autocast():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
+    seg_ids = seg_type_ids(model, train_ds)
     sampler = StepSampler(
         start_step=start, micro=plan.micro, accum=plan.accum, rank=rank, world=world
     )
@@ -526,11 +541,14 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
                     b = {
                         k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "task"
                     }
+                    kw = {}
+                    if seg_ids is not None:  # SegGPT: each canvas gets its task's type token
+                        kw["seg_type"] = seg_ids[batch["task"]].to(device)
                     sync = a == plan.accum - 1 or world == 1
                     ctx = contextlib.nullcontext() if sync else net.no_sync()
                     with ctx:
                         with autocast():
-                            loss, _ = net(b["imgs"], b["tgts"], b["mask"], b["valid"])
+                            loss, _ = net(b["imgs"], b["tgts"], b["mask"], b["valid"], **kw)
                         (loss / plan.accum).backward()
                     loss_sum += loss.detach()
                 step_loss = float(distributed.all_reduce_mean(loss_sum / plan.accum))

@@ -82,6 +82,22 @@ def block_mask(
     return mask
 
 
+def mask_prompt(mask: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` with the prompt's (top half's) target patches masked as well until at least
+    ``round(fraction * prompt patches)`` of them are: the missing ones are drawn uniformly from
+    the unmasked top patches (SegGPT-style partial prompt masking). Returns a new array; draws
+    nothing when enough are masked already."""
+    hp, wp = mask.shape
+    top = mask[: hp // 2].reshape(-1)
+    need = int(round(fraction * top.size)) - int(top.sum())
+    out = mask.copy()
+    if need > 0:
+        flat = out[: hp // 2].reshape(-1)
+        flat[rng.choice(np.flatnonzero(~top), need, replace=False)] = True
+        out[: hp // 2] = flat.reshape(hp // 2, wp)
+    return out
+
+
 @dataclass(frozen=True)
 class MaskGenerator:
     """Draws training masks: with probability ``half_prob`` the bottom half, else a block mask of

@@ -137,3 +137,51 @@ def test_cli_flags_are_the_last_layer():
     assert (cfg.data.paths, cfg.data.val_paths) == (["/a"], ["/v"])
     cfg = c.apply_flags(c.resolve(preset="painter-vit-large"), steps=1000)
     assert (cfg.schedule.steps, cfg.schedule.warmup_steps) == (1000, 100)  # 10 %, as 5400/54000
+
+
+def test_task_options_from_a_file_and_set_merge_per_key(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        '[data.task_options."synthetic-segment"]\npair_by_group = true\nrecolor = true\n'
+        'fg_weight = 4\n[data.task_options.edges]\nfg_weight = "auto"\n'
+    )
+    cfg = c.resolve(
+        path,
+        overrides=[
+            "data.task_options.synthetic-segment.prompt_mask=0.25",
+            "data.task_options.new-task.recolor=true",
+        ],
+    )
+    opts = cfg.data.task_options
+    assert opts["synthetic-segment"] == c.TaskOptions(True, True, 4.0, 0.25)
+    assert opts["edges"] == c.TaskOptions(fg_weight="auto")
+    assert opts["new-task"] == c.TaskOptions(recolor=True)
+    assert c.DataSection().task_options == {}  # default: the official behaviour for every task
+    assert c.TaskOptions() == c.TaskOptions(False, False, 1.0, 0.0)
+    written = c.write_toml(cfg, tmp_path / "config.toml")
+    assert c.load_run_config(written) == cfg  # read back on --resume
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("data.task_options.seg.recolour=true", "data.task_options.seg: unknown key 'recolour'"),
+        ("data.task_options.seg.fg_weight=heavy", 'fg_weight: expected a number > 0 or "auto"'),
+        ("data.task_options.seg.fg_weight=0", "data.task_options.seg.fg_weight: must be > 0"),
+        ("data.task_options.seg.prompt_mask=1.5", "prompt_mask: must be in [0, 1]"),
+        ("data.task_options.seg.recolor=3", "data.task_options.seg.recolor: expected bool"),
+    ],
+)
+def test_bad_task_options_name_the_key(override, needle):
+    with pytest.raises(PainterError) as exc:
+        c.resolve(overrides=[override])
+    assert needle in exc.value.message
+
+
+def test_unknown_task_option_in_a_file_names_the_key_and_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[data.task_options.seg]\npair_by_groups = true\n")
+    with pytest.raises(PainterError) as exc:
+        c.resolve(path)
+    assert "data.task_options.seg: unknown key 'pair_by_groups'" in exc.value.message
+    assert str(path) in exc.value.message and "pair_by_group" in exc.value.hint

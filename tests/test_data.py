@@ -8,20 +8,24 @@ import torch
 from fakes_shards import write_shards
 from PIL import Image
 
-from painter_cli.config import DataSection, MaskSection, resolve
+from painter_cli.config import DataSection, MaskSection, TaskOptions, resolve
 from painter_cli.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     StepSampler,
     TrainCanvases,
     ValCanvases,
+    auto_fg_weight,
+    check_task_options,
+    foreground_fraction,
     make_loader,
     rrc_box,
     task_weights,
 )
 from painter_cli.errors import PainterError
 from painter_cli.masking import MaskGenerator
-from painter_cli.shards import ShardReader
+from painter_cli.shards import ShardReader, ShardWriter
+from painter_cli.sources.base import Sample
 from painter_cli.tasks import get_codec
 
 # ADE20K palette colours of labels 1..4 (spec 5.3) and black: all a semseg target may contain.
@@ -34,10 +38,12 @@ def shards(tmp_path_factory):
     return write_shards(root / "train"), write_shards(root / "val", n=3, split="val", seed=5)
 
 
-def _dataset(train_dir, seed=0, **data_overrides):
+def _dataset(train_dir, seed=0, mask=None, **data_overrides):
     cfg = resolve(preset="tiny")
     for k, v in data_overrides.items():
         setattr(cfg.data, k, v)
+    for k, v in (mask or {}).items():
+        setattr(cfg.mask, k, v)
     reader = ShardReader(train_dir)
     mask_gen = MaskGenerator.from_config((8, 4), cfg.mask)
     return TrainCanvases(
@@ -248,3 +254,196 @@ def test_random_resized_crop_box_stays_inside():
 
 def test_mask_section_defaults_are_the_paper_ratio():
     assert MaskSection().ratio == 0.75 and MaskSection().half_prob == 0.1
+
+
+# -- per-task options: concept pairing, random colouring, foreground weight, prompt masks ------
+
+IDS = get_codec("semseg", num_classes=10)
+
+
+def _identity_shards(out):
+    """Task ``ids``: sample k's target is all class k + 1, so a target half names its sample.
+    Samples 0..8 are in groups g0..g2 (k % 3), sample 9 alone in group ``lonely``."""
+    rng = np.random.default_rng(0)
+    with ShardWriter(out, {"ids": {"codec": "semseg", "params": IDS.params()}}, shard_size=4) as w:
+        for k in range(10):
+            image = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+            target = IDS.encode(np.full((24, 24), k + 1, np.int64))
+            group = "lonely" if k == 9 else f"g{k % 3}"
+            w.add(Sample(id=f"s{k}", image=image, target=target, group=group), "ids")
+    return out
+
+
+def _sample_of(half: np.ndarray) -> int:
+    (colour,) = {tuple(c) for c in half.reshape(-1, 3).tolist()}
+    return [tuple(c) for c in IDS.colours.tolist()].index(colour)
+
+
+def _halves(item) -> tuple[int, int]:
+    t = _pixels(item["tgts"])
+    return _sample_of(t[:32]), _sample_of(t[32:])
+
+
+def _paired(path, **options):
+    opts = {"ids": TaskOptions(pair_by_group=True, **options)}
+    return _dataset(path, second_crop=False, weights={"ids": 1.0}, task_options=opts)
+
+
+def test_grouped_canvases_pair_two_different_samples_of_one_group(tmp_path, caplog):
+    path = _identity_shards(tmp_path / "ids")
+    with caplog.at_level("WARNING"):
+        ds = _paired(path)
+    assert "1 group(s) with one sample left out of pairing" in caplog.text
+    pairs = [_halves(ds[i]) for i in range(80)]
+    for top, bottom in pairs:
+        assert top != bottom and top % 3 == bottom % 3 and 9 not in (top, bottom)
+    assert len(set(pairs)) >= 12  # 18 ordered pairs exist; they are drawn, not fixed
+
+
+def test_grouped_validation_prompts_each_query_with_the_next_sample_of_its_group(tmp_path):
+    path = _identity_shards(tmp_path / "ids")
+    cfg = resolve(preset="tiny")
+    cfg.data.task_options = {"ids": TaskOptions(pair_by_group=True)}
+    reader = ShardReader(path)
+
+    def val(per_task):
+        return ValCanvases(
+            reader, canvas=(64, 32), patch_size=8, data_cfg=cfg.data, per_task=per_task
+        )
+
+    ds = val(4)  # group g0 = samples 0, 3, 6; g1 = 1, 4, 7; g2 = 2, 5, 8
+    assert ds.items == [(0, 3, 0), (0, 4, 1), (0, 5, 2), (0, 6, 3)]  # (task, prompt, query)
+    assert [_halves(ds[i]) for i in range(4)] == [(3, 0), (4, 1), (5, 2), (6, 3)]
+    items = val(50).items
+    assert [q for _, _, q in items] == list(range(9))  # the lone sample 9 is never a query
+    assert (0, 0, 6) in items and all(p != q for _, p, q in items)
+
+
+def test_pairing_needs_groups_with_two_samples(shards, tmp_path):
+    opts = {"ade20k-semseg": TaskOptions(pair_by_group=True)}
+    with pytest.raises(
+        PainterError, match="pair_by_group: task 'ade20k-semseg' has no sample groups"
+    ):
+        _dataset(shards[0], task_options=opts)
+    singles = write_shards(tmp_path / "singles", tasks=("ade20k-semseg",), n=3, groups=3)
+    with pytest.raises(PainterError, match="no group of task 'ade20k-semseg' has two samples"):
+        _dataset(singles, task_options=opts)
+
+
+def test_task_options_must_name_tasks_of_the_shards(shards):
+    data = DataSection(
+        task_options={"ade20k-semseg": TaskOptions(), "ade20k-semsge": TaskOptions()}
+    )
+    with pytest.raises(PainterError, match="data.task_options names ade20k-semsge, not in the"):
+        check_task_options(ShardReader(shards[0]), data)
+    check_task_options(
+        ShardReader(shards[0]), DataSection(task_options={"nyuv2-depth": TaskOptions()})
+    )
+
+
+def _colour_map(plain: np.ndarray, painted: np.ndarray) -> dict:
+    """The colour of ``painted`` at the pixels of each colour of ``plain`` (exactly one each)."""
+    out = {}
+    for c in {tuple(x) for x in plain.reshape(-1, 3).tolist()}:
+        (new,) = {tuple(x) for x in painted[(plain == c).all(axis=2)].tolist()}
+        out[c] = new
+    return out
+
+
+def test_recolouring_repaints_both_halves_through_one_mapping_and_keeps_black(shards):
+    common = {"tasks": ["ade20k-semseg"], "weights": {"ade20k-semseg": 1.0}, "second_crop": False}
+    plain = _dataset(shards[0], **common)
+    opts = {"ade20k-semseg": TaskOptions(recolor=True)}
+    painted = _dataset(shards[0], task_options=opts, **common)
+    changed = 0
+    for i in range(12):
+        a, b = plain[i], painted[i]
+        pa, pb = _pixels(a["tgts"]), _pixels(b["tgts"])
+        assert np.array_equal(_pixels(a["imgs"]), _pixels(b["imgs"]))  # images untouched
+        mapping = _colour_map(pa, pb)  # one colour per colour, over the whole canvas
+        assert mapping.get((0, 0, 0), (0, 0, 0)) == (0, 0, 0)
+        assert len(set(mapping.values())) == len(mapping)  # distinct classes stay distinct
+        changed += sum(c != n for c, n in mapping.items() if c != (0, 0, 0))
+        assert torch.equal(a["valid"], b["valid"])  # black (ignored) exactly where it was
+        assert torch.equal(painted[i]["tgts"], b["tgts"])  # a function of (seed, i)
+    assert changed > 12
+
+
+def test_recolouring_of_validation_canvases_is_fixed_and_other_kinds_are_refused(shards):
+    cfg = resolve(preset="tiny")
+    cfg.data.task_options = {"ade20k-semseg": TaskOptions(recolor=True)}
+    kw = {"canvas": (64, 32), "patch_size": 8, "per_task": 2, "tasks": ["ade20k-semseg"]}
+    ds = ValCanvases(ShardReader(shards[1]), data_cfg=cfg.data, **kw)
+    plain = ValCanvases(ShardReader(shards[1]), data_cfg=resolve(preset="tiny").data, **kw)
+    assert torch.equal(ds[0]["tgts"], ds[0]["tgts"])
+    assert not torch.equal(ds[0]["tgts"], plain[0]["tgts"])
+    assert not {tuple(c) for c in _pixels(ds[0]["tgts"]).reshape(-1, 3).tolist()} <= PALETTE
+    cfg.data.task_options = {"nyuv2-depth": TaskOptions(recolor=True)}
+    with pytest.raises(PainterError, match="recolor: task 'nyuv2-depth' has a depth codec"):
+        _dataset(shards[0], task_options=cfg.data.task_options)
+
+
+def _mask_shards(out):
+    """Task ``edge`` (1 class, black is background): every 16 x 16 target is 1/4 foreground."""
+    codec = get_codec("semseg", num_classes=1, background=True)
+    rng = np.random.default_rng(0)
+    with ShardWriter(out, {"edge": {"codec": "semseg", "params": codec.params()}}) as w:
+        for k in range(4):
+            labels = np.zeros((16, 16), np.int64)
+            labels[k : k + 8, 4:12] = 1
+            image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            w.add(Sample(id=f"e{k}", image=image, target=codec.encode(labels)), "edge")
+    return out
+
+
+def test_auto_fg_weight_formula():
+    assert auto_fg_weight(0.25) == 3.0  # (1 - 0.25) / 0.25
+    assert auto_fg_weight(0.2) == pytest.approx(4.0)
+    assert (auto_fg_weight(0.6), auto_fg_weight(0.02), auto_fg_weight(0.0)) == (1.0, 10.0, 10.0)
+
+
+def test_fg_weight_multiplies_valid_on_the_targets_foreground(tmp_path):
+    path = _mask_shards(tmp_path / "edge")
+    reader = ShardReader(path)
+    assert foreground_fraction(reader, reader.indices("edge")) == 0.25
+
+    def valid_and_fg(fg_weight):
+        opts = {"edge": TaskOptions(fg_weight=fg_weight)}
+        ds = _dataset(path, weights={"edge": 1.0}, task_options=opts)
+        item = ds[3]
+        fg = (_pixels(item["tgts"]) > 0).any(axis=2)
+        return ds, item["valid"].numpy().transpose(1, 2, 0), fg
+
+    ds, valid, fg = valid_and_fg("auto")
+    assert ds.fg_weights == {"edge": 3.0}
+    assert 0 < fg.mean() < 1
+    assert (valid[fg] == 3.0).all() and (valid[~fg] == 1.0).all()
+    _, valid, fg = valid_and_fg(2.5)
+    assert (valid[fg] == 2.5).all() and (valid[~fg] == 1.0).all()
+    _, valid, _ = valid_and_fg(1.0)
+    assert (valid == 1.0).all()  # the default: the official loss weights
+    cfg = resolve(preset="tiny")
+    cfg.data.task_options = {"edge": TaskOptions(fg_weight="auto")}
+    val = ValCanvases(
+        reader,
+        canvas=(64, 32),
+        patch_size=8,
+        data_cfg=cfg.data,
+        per_task=1,
+        fg_weights={"edge": 5.0},
+    )
+    v = val[0]["valid"].numpy()
+    assert set(np.unique(v).tolist()) == {1.0, 5.0}  # training's weight, not re-measured
+
+
+def test_prompt_mask_also_masks_a_share_of_the_prompt_target(shards):
+    opts = {t: TaskOptions(prompt_mask=0.25) for t in ("nyuv2-depth", "ade20k-semseg")}
+    ds = _dataset(shards[0], mask={"half_prob": 1.0}, task_options=opts)
+    tops = set()
+    for i in range(10):
+        m = ds[i]["mask"].numpy()
+        assert m[4:].all() and int(m[:4].sum()) == 4  # 16 prompt patches: a quarter of them
+        tops.add(m[:4].tobytes())
+    assert len(tops) > 5
+    plain = _dataset(shards[0], mask={"half_prob": 1.0})
+    assert not plain[0]["mask"][:4].any()

@@ -14,7 +14,7 @@ from fakes_shards import write_shards
 from safetensors.torch import load_file
 
 from painter_cli import engine
-from painter_cli.checkpoint import load_model
+from painter_cli.checkpoint import load_model, save_checkpoint
 from painter_cli.config import resolve
 from painter_cli.errors import PainterError
 from painter_cli.model import Painter, build_model, get_config
@@ -340,3 +340,46 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_as_an_uninterrupted_run(
     engine.train(_cfg(shards[0], steps=6), tmp_path / "straight")
     a, b = _weights(tmp_path / "cut", 6), _weights(tmp_path / "straight", 6)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+# -- per-task options and SegGPT type tokens ---------------------------------------------------
+
+
+def test_task_options_train_are_saved_and_read_back_on_resume(tmp_path):
+    data = write_shards(tmp_path / "grouped", tasks=("ade20k-semseg",), n=6, groups=2)
+    opts = [
+        "data.task_options.ade20k-semseg.pair_by_group=true",
+        "data.task_options.ade20k-semseg.recolor=true",
+        "data.task_options.ade20k-semseg.fg_weight=4",
+        "data.task_options.ade20k-semseg.prompt_mask=0.25",
+    ]
+    cfg = _cfg(data, *opts, steps=2)
+    cfg.data.val_paths = [str(data)]
+    result = engine.train(cfg, tmp_path / "run")
+    assert result.step == 2 and math.isfinite(result.loss) and "ade20k-semseg" in result.val_loss
+    saved = engine.resume_config(tmp_path / "run")
+    assert saved.data.task_options == cfg.data.task_options
+    assert saved.data.task_options["ade20k-semseg"].fg_weight == 4.0
+    cfg = _cfg(data, "data.task_options.ade20k-semsge.recolor=true")
+    with pytest.raises(PainterError, match="data.task_options names ade20k-semsge, not in the"):
+        engine.train(cfg, tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()  # refused before the run directory
+
+
+def test_seggpt_training_feeds_each_canvas_its_type_token(tmp_path):
+    # A semantic and an instance task in one batch: both type tokens must get gradients (the
+    # model's default, the instance token for every canvas, would leave the semantic one unused).
+    data = write_shards(tmp_path / "mixed", tasks=("ade20k-semseg", "coco-instance"), n=4)
+    model = build_model(get_config("painter-tiny", num_type_tokens=2, loss_variant="seggpt"))
+    save_checkpoint(tmp_path / "seggpt", model)
+    cfg = _cfg(data, "optim.weight_decay=0.0", "optim.batch_size=8", steps=1)
+    cfg.run.init = str(tmp_path / "seggpt")
+    engine.train(cfg, tmp_path / "run")
+    after = _weights(tmp_path / "run", 1)
+    for name in ("type_token_cls", "type_token_ins"):
+        assert not torch.equal(after[name], model.state_dict()[name]), name
+    ds, _ = engine.prepare_data(cfg, (64, 32), 8)
+    assert engine.seg_type_ids(model, ds).tolist() == [
+        0 if t == "ade20k-semseg" else 1 for t in ds.task_names
+    ]
+    assert engine.seg_type_ids(build_model(get_config("painter-tiny")), ds) is None

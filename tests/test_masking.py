@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from painter_cli.config import MaskSection
 from painter_cli.errors import PainterError
-from painter_cli.masking import MaskGenerator, block_mask, half_mask
+from painter_cli.masking import MaskGenerator, block_mask, half_mask, mask_prompt
 
 
 def test_half_mask_is_the_bottom_half():
@@ -70,3 +70,25 @@ def test_from_config_ratio_and_exact_count():
         MaskGenerator.from_config((8, 4), MaskSection(patches=40))
     with pytest.raises(PainterError, match="min_block"):
         MaskGenerator.from_config((8, 4), MaskSection(ratio=0.5, min_block=16))
+
+
+def test_mask_prompt_masks_a_share_of_the_prompt_target():
+    rng = np.random.default_rng(0)
+    m = mask_prompt(half_mask((8, 4)), 0.25, rng)  # 16 prompt patches: 4 of them
+    assert int(m[:4].sum()) == 4 and m[4:].all()
+    assert not half_mask((8, 4))[:4].any()  # a new array; the input is untouched
+    seen = {mask_prompt(half_mask((8, 4)), 0.25, rng)[:4].tobytes() for _ in range(20)}
+    assert len(seen) > 10  # drawn, not fixed
+    assert mask_prompt(half_mask((8, 4)), 1.0, rng).all()
+    assert np.array_equal(mask_prompt(half_mask((8, 4)), 0.0, rng), half_mask((8, 4)))
+
+
+def test_mask_prompt_tops_up_a_block_mask_and_draws_nothing_when_it_suffices():
+    block = np.zeros((8, 4), bool)
+    block[1:3, 0:3] = True  # 6 prompt patches masked already
+    rng = np.random.default_rng(1)
+    m = mask_prompt(block, 0.5, rng)  # 8 wanted: 2 more, the 6 kept
+    assert int(m[:4].sum()) == 8 and m[block].all() and not m[4:].any()
+    state = rng.bit_generator.state
+    assert np.array_equal(mask_prompt(block, 0.25, rng), block)  # 4 wanted, 6 there
+    assert rng.bit_generator.state == state

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from painter_cli.errors import PainterError
-from painter_cli.inference.images import IMAGE_EXTS, fit_square, unfit_square
+from painter_cli.inference.images import IMAGE_EXTS, fit_square
 from painter_cli.model import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,8 @@ class Predictor:
         prompts: Sequence[Prompt],
         ensemble: str = "features",
     ) -> torch.Tensor:
-        """Paint (N, 3, S, S) normalised queries -> (N, 3, S, S) float in [0, 1] units (unclipped).
+        """Paint (N, 3, S, S) normalised queries -> (N, 3, S, S) float64 in [0, 1] units
+        (unclipped).
 
         One prompt: one canvas per query. Several prompts: ``features`` averages the query half of
         every block's attention output across one canvas per prompt (SegGPT's feature ensemble);
@@ -361,18 +362,24 @@ class Predictor:
                 imgs, tgts, mask = self.canvas(p, queries)
                 pred = self._forward(imgs, tgts, mask)[:, :, s:]
                 total = pred if total is None else total + pred
-            return denormalize(total / len(prompts)).cpu()
+            return _denormalize64(total / len(prompts))
         outs = []
         for q in queries:
             imgs, tgts, mask = self._ensemble_canvas(prompts, q)
             pred = self._forward(imgs, tgts, mask, feature_ensemble=True)
             outs.append(pred[0, :, s:])
-        return denormalize(torch.stack(outs)).cpu()
+        return _denormalize64(torch.stack(outs))
 
     def _ensemble_canvas(self, prompts: Sequence[Prompt], query: torch.Tensor):
         """P canvases (one per prompt) of the same query: (P, 3, 2S, S) x2 and mask (P, L)."""
         parts = [self.canvas(p, query[None]) for p in prompts]
         return tuple(torch.cat([part[i] for part in parts]) for i in range(3))
+
+
+def _denormalize64(pred: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) normalised float32 model output -> float64 [0, 1] units on the CPU: the
+    official scripts de-normalise in float64 (``output * std`` with numpy's float64 statistics)."""
+    return denormalize(pred.detach().cpu().double())
 
 
 def _first_device(model: torch.nn.Module) -> torch.device:
@@ -387,6 +394,22 @@ def to_uint8(painted01: np.ndarray) -> np.ndarray:
     return np.clip(painted01 * 255.0, 0, 255).astype(np.uint8)
 
 
+def quantize(painted: np.ndarray) -> np.ndarray:
+    """A finished 0..255 float image -> uint8 by clipping and truncation (the official ``.int()``
+    / ``astype(uint8)``), with no round trip through [0, 1] that could cross an integer."""
+    return np.clip(painted, 0, 255).astype(np.uint8)
+
+
+# Depth is finished in 0..10000 (the official ``* 10000`` before resizing, then the channel mean
+# is truncated to whole millimetres); every other kind in 0..255.
+DEPTH_SCALE = 10000.0
+
+
+def output_scale(kind: str | None) -> float:
+    """The units ``finish`` returns for ``kind``: 10000 for depth (mm), else 255 (colour levels)."""
+    return DEPTH_SCALE if kind == "depth" else 255.0
+
+
 def finish(
     painted: torch.Tensor | np.ndarray,
     height: int,
@@ -394,18 +417,28 @@ def finish(
     kind: str | None = None,
     keep_aspect: bool = False,
 ) -> np.ndarray:
-    """One painted (3, S, S) [0, 1]-unit prediction -> (height, width, 3) float in 0..255.
+    """One painted (3, S, S) [0, 1]-unit prediction -> (height, width, 3) float64 in
+    ``0..output_scale(kind)``, in the official scripts' order and float64 precision (spec 5.2):
 
-    As the official scripts: clip, then resize back (bilinear for semantic/depth, nearest for
-    instance/keypoints, bicubic otherwise); low-level tasks resize first and clip after.
+    - low-level tasks: resize bicubic in [0, 1] units, clip to [0, 1], then x 255;
+    - depth: x 10000, clip to 0..10000, resize bilinear (decoding averages the channels and
+      truncates to millimetres);
+    - other kinds: x 255, clip, resize (bilinear for semantic, nearest for instance/keypoints/
+      panoptic, bicubic without a kind, clipped again after).
+
+    ``quantize`` truncates the 0..255 result to the official uint8 files.
     """
-    arr = painted.numpy() if isinstance(painted, torch.Tensor) else painted
-    arr = np.transpose(arr, (1, 2, 0)).astype(np.float32) * 255.0
-    clip_first = not restoration_kind(kind)
-    if clip_first:
-        arr = np.clip(arr, 0, 255)
-    arr = unfit_square(arr, height, width, back_resize_mode(kind), keep_aspect)
-    return np.clip(arr, 0, 255)
+    from painter_cli.inference.resample import resize_back
+
+    arr = painted.numpy() if isinstance(painted, torch.Tensor) else np.asarray(painted)
+    arr = np.transpose(arr, (1, 2, 0)).astype(np.float64)
+    mode = back_resize_mode(kind)
+    if restoration_kind(kind):
+        arr = np.clip(resize_back(arr, height, width, mode, keep_aspect), 0.0, 1.0)
+        return arr * 255.0
+    scale = output_scale(kind)
+    arr = np.clip(arr * scale, 0.0, scale)
+    return np.clip(resize_back(arr, height, width, mode, keep_aspect), 0.0, scale)
 
 
 def check_panoptic_prompts(count: int, task: str = "coco-panoptic") -> None:
