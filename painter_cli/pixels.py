@@ -53,3 +53,37 @@ def target_to_rgb(img: Any, codec: Any = None) -> np.ndarray:
 def _gray(values: np.ndarray) -> np.ndarray:
     gray = np.clip(values, 0, 255).astype(np.uint8)
     return np.repeat(gray[..., None], 3, axis=2)
+
+
+def array_to_rgb(array: Any, what: str = "image") -> np.ndarray:
+    """An image array as the Python API takes it -> (H, W, 3) uint8, by the rules of the PIL mode
+    it would be: (H, W) or (H, W, 1) gray, (H, W, 3) RGB or (H, W, 4) RGBA (alpha dropped);
+    uint8 as is, uint16 and other integers as ``I;16``/``I``, floats as ``F``, bools as 0/255.
+    Anything else is a ``PainterError`` naming ``what``, its shape and dtype."""
+    from painter_cli.errors import PainterError
+
+    a = np.asarray(array)
+    shape_ok = a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))
+    if not shape_ok or 0 in a.shape or not (a.dtype == np.bool_ or a.dtype.kind in "uif"):
+        raise PainterError(
+            f"{what}: expected an (H, W), (H, W, 3) or (H, W, 4) image array, "
+            f"got {a.dtype} {a.shape}"
+        )
+    if a.ndim == 3:
+        if a.shape[2] == 1:
+            a = a[:, :, 0]
+        elif a.shape[2] == 4:
+            a = a[:, :, :3]
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    if a.dtype == np.uint8:
+        return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else np.ascontiguousarray(a)
+    if a.dtype.kind == "f":
+        values = np.nan_to_num(a.astype(np.float64), nan=0.0)
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        out = np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
+    else:
+        values = a.astype(np.float64)
+        peak = 65535.0 if a.dtype == np.uint16 or values.max(initial=0) > 255 else 255.0
+        out = np.clip(np.round(values / peak * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(out[..., None], 3, axis=2) if out.ndim == 2 else out

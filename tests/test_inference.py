@@ -394,6 +394,17 @@ def test_predict_again_into_the_same_out_clears_the_earlier_run_and_shows_every_
     assert Image.open(out / "q0_preview.png").size == (2 * 256 + 2 * 414 + 3 * 4, 256)
 
 
+def test_predictor_takes_gray_arrays_as_the_cli_takes_gray_files(predictor):
+    # A 2-D array raised a raw RuntimeError from torch's permute; it is gray, as an L file.
+    gray = _rng(3).integers(0, 256, (20, 30), dtype=np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    assert torch.equal(predictor.query(gray), predictor.query(rgb))
+    prompt = predictor.prompt(gray, gray)
+    assert torch.equal(prompt.image, predictor.prompt(rgb, rgb).image)
+    with pytest.raises(PainterError, match=r"query: expected .* got uint8 \(20, 30, 2\)"):
+        predictor.query(np.zeros((20, 30, 2), np.uint8))
+
+
 def test_resolve_device_checks_cuda_availability(monkeypatch):
     from painter_cli.inference import resolve_device
 

@@ -183,3 +183,22 @@ def test_to_rgb_float_above_one_and_nan():
     img = Image.fromarray(np.array([[np.nan, 2.4, 300.0, -5.0]], np.float32))
     np.testing.assert_array_equal(to_rgb(img), _gray([0, 2, 255, 0]))
     np.testing.assert_array_equal(target_to_rgb(img), to_rgb(img))
+
+
+def test_arrays_of_the_python_api_convert_by_the_same_rules():
+    from painter_cli.errors import PainterError
+    from painter_cli.pixels import array_to_rgb
+
+    np.testing.assert_array_equal(array_to_rgb(np.array([[0, 100]], np.uint8)), _gray([0, 100]))
+    np.testing.assert_array_equal(
+        array_to_rgb(np.array([[0, 5000, 65535]], np.uint16)), _gray([0, 19, 255])
+    )
+    np.testing.assert_array_equal(array_to_rgb(np.array([[0.5, 0.25]])), _gray([128, 64]))
+    np.testing.assert_array_equal(array_to_rgb(np.array([[True, False]])), _gray([255, 0]))
+    rgba = np.array([[[1, 2, 3, 0], [4, 5, 6, 9]]], np.uint8)
+    np.testing.assert_array_equal(array_to_rgb(rgba), rgba[..., :3])
+    np.testing.assert_array_equal(array_to_rgb(rgba[..., :1]), _gray([1, 4]))
+    with pytest.raises(PainterError, match=r"^query: expected an \(H, W\).* got <U1 \(1, 2\)$"):
+        array_to_rgb(np.array([["a", "b"]]), "query")
+    with pytest.raises(PainterError, match=r"got uint8 \(2, 2, 2\)"):
+        array_to_rgb(np.zeros((2, 2, 2), np.uint8))

@@ -188,6 +188,10 @@ def make_prompt(
     must not blend into a third colour), bicubic otherwise; ``official_resize`` forces bicubic, as
     the official eval scripts do (PIL's default resample for RGB targets, spec 5.1).
     """
+    from painter_cli.pixels import array_to_rgb
+
+    image = array_to_rgb(image, f"{name or 'prompt'} image")
+    target = array_to_rgb(target, f"{name or 'prompt'} target")
     if image.shape[:2] != target.shape[:2]:
         raise PainterError(
             f"{name or 'prompt'}: image {image.shape[1]}x{image.shape[0]} and target "
@@ -300,8 +304,12 @@ class Predictor:
         return make_prompt(image, target, self.size, **kwargs)
 
     def query(self, image: np.ndarray, keep_aspect: bool = False) -> torch.Tensor:
-        """uint8 (H, W, 3) -> normalised (3, S, S), bicubic (PIL, as the official loader)."""
-        return self.normalize(fit_square(image, self.size, "bicubic", keep_aspect))
+        """Image array (``pixels.array_to_rgb``: uint8 (H, W, 3), gray (H, W), RGBA, 16-bit,
+        float 0..1) -> normalised (3, S, S), bicubic (PIL, as the official loader)."""
+        from painter_cli.pixels import array_to_rgb
+
+        rgb = array_to_rgb(image, "query")
+        return self.normalize(fit_square(rgb, self.size, "bicubic", keep_aspect))
 
     def check_prompt(self, prompt: Prompt) -> None:
         check_prompt_size(prompt, self.size, self.patch)
