@@ -15,6 +15,22 @@ right minus the best of every control; both signed so that > 0 is a win).
     python bench/incontext.py                      # bundled model, table on stdout
     python bench/incontext.py --json               # {task: {metric, higher_is_better, right, ...}}
     python bench/incontext.py --checkpoint runs/x --grid painter_cli/assets/grid.png
+
+``--segment`` measures instead whether a model paints the concept its prompt shows
+(synthetic-segment, suite version 3):
+
+* selectivity: queries that each hold two shapes A and B of different classes (drawn by the
+  suite's own ``segment_scene``, so both masks are known), painted once prompted by a sample of
+  class A and once by one of class B (samples of the suite split whose target is that class, of
+  the query's form); IoU with the prompted shape minus IoU with the other, averaged over both
+  prompts and the queries (``metrics.selectivity``). A model that ignores the prompt's content
+  scores 0. Reported for the training classes (val split) and the held-out classes (ood split),
+  each in the look-differing and the free-colour (outline only) form.
+* one-shot mIoU of the ood split (FSS-1000's protocol, ``metrics.FewShotMeter``): every ood
+  sample is a query, prompted by another sample of its class (``right``), by a sample of another
+  class (``other_class``) and by a black pair (``blank``).
+
+    python bench/incontext.py --segment --checkpoint runs/seggpt-suite --json
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +54,13 @@ from painter_cli.evaluation import evaluate
 from painter_cli.inference import Predictor, finish, load_image, make_prompt
 from painter_cli.shards import ShardReader
 from painter_cli.sources.synthetic import SYNTHETIC_TASKS
+
+
+def table_tasks() -> list[str]:
+    """The tasks of the in-context table: every suite task with a bundled prompt (a grouped task,
+    synthetic-segment, has no single right prompt: ``--segment`` measures it)."""
+    tasks = dict.fromkeys(suite_tasks("train") + suite_tasks("ood"))
+    return [t for t in tasks if not SYNTHETIC_TASKS[t].grouped]
 
 
 def load_pair(task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +111,7 @@ def incontext_table(checkpoint: str | Path, suite: Path, limit: int) -> dict[str
     from painter_cli.checkpoint import load_model
 
     predictor = Predictor(load_model(checkpoint, device="cpu"))
-    tasks = suite_tasks("train") + suite_tasks("ood")
+    tasks = table_tasks()
     pairs = {t: load_pair(t) for t in tasks}
     table: dict[str, dict] = {}
     for task in tasks:
@@ -130,7 +154,7 @@ def write_grid(checkpoint: str | Path, suite: Path, path: Path, scale: int = 2) 
     from painter_cli.checkpoint import load_model
 
     predictor = Predictor(load_model(checkpoint, device="cpu"))
-    tasks = suite_tasks("train") + suite_tasks("ood")
+    tasks = table_tasks()
     rows = []
     for task in tasks:
         reader, split = task_reader(suite, task)
@@ -181,6 +205,155 @@ def markdown(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# --- synthetic-segment: does the painting follow the prompt's concept? ------------------------------
+
+SEGMENT = "synthetic-segment"
+
+
+def _foreground(predictor, codec, image: np.ndarray, prompt) -> np.ndarray:
+    """(H, W) bool: the pixels of ``image`` painted as foreground under ``prompt``."""
+    painted = predictor.paint(predictor.query(image)[None], [prompt])[0]
+    h, w = image.shape[:2]
+    out = finish(painted, h, w, codec.kind).astype(np.uint8)
+    return codec.decode(out) > 0
+
+
+def _segment_members(reader: ShardReader) -> dict[str, dict[bool, list[int]]]:
+    """class -> form (True: free colours) -> global sample indices of ``SEGMENT`` in ``reader``."""
+    out: dict[str, dict[bool, list[int]]] = {}
+    for group, idx in reader.groups(SEGMENT).items():
+        for i in idx:
+            free = bool(int(reader[int(i)]["free_colour"]))
+            out.setdefault(group, {True: [], False: []})[free].append(int(i))
+    return out
+
+
+def _class_prompt(predictor, reader, forms: dict[bool, list[int]], free: bool, rng):
+    """A prompt of one class: a random sample of the form ``free`` (else of the other form)."""
+    pool = forms[free] or forms[not free]
+    s = reader[pool[int(rng.integers(len(pool)))]]
+    return predictor.prompt(s["image"], s["target"], discrete=reader.codec(SEGMENT).discrete)
+
+
+def two_shape_queries(split: str, free: bool, count: int, size: int, seed: int = 0) -> list:
+    """``count`` query scenes of ``split``'s class pool, each holding one shape of two different
+    classes A and B: ``[(image uint8 (size, size, 3), mask A, mask B, name A, name B)]``, drawn by
+    the suite's ``segment_scene`` from a stream of their own (not the suite's samples)."""
+    from painter_cli.sources.synthetic import SEGMENT_POOLS, segment_scene
+
+    pool = SEGMENT_POOLS[split]
+    out = []
+    for i in range(count):
+        words = [seed, zlib.crc32(b"two-shape-queries"), zlib.crc32(split.encode()), int(free), i]
+        rng = np.random.default_rng(np.random.SeedSequence(words))
+        a, b = (pool[int(k)] for k in rng.choice(len(pool), 2, replace=False))
+        image, (mask_a, mask_b) = segment_scene(rng, size, [a, b], free)
+        out.append((image, mask_a, mask_b, a.name, b.name))
+    return out
+
+
+def selectivity_table(predictor, reader: ShardReader, split: str, limit: int, seed: int = 0):
+    """``{"look": {...}, "free": {...}}`` of ``metrics.SelectivityMeter`` results on ``limit``
+    two-shape queries per form; the prompts are samples of ``reader`` (the suite's ``split``)."""
+    from painter_cli.metrics import SelectivityMeter
+
+    codec = reader.codec(SEGMENT)
+    members = _segment_members(reader)
+    rng = np.random.default_rng(seed)
+    size = int(reader[int(reader.indices(SEGMENT)[0])]["image"].shape[0])
+    result = {}
+    for form, free in (("look", False), ("free", True)):
+        meter = SelectivityMeter()
+        for image, mask_a, mask_b, a, b in two_shape_queries(split, free, limit, size, seed):
+            if a not in members or b not in members:
+                continue  # a class without a sample in this split to prompt with
+            pa, pb = (_class_prompt(predictor, reader, members[n], free, rng) for n in (a, b))
+            pred_a = _foreground(predictor, codec, image, pa)
+            pred_b = _foreground(predictor, codec, image, pb)
+            meter.update(pred_a, pred_b, mask_a, mask_b)
+        result[form] = meter.compute()
+    return result
+
+
+def oneshot_table(predictor, reader: ShardReader, limit: int, seed: int = 0) -> dict:
+    """FSS-1000's one-shot protocol on ``reader``'s ``SEGMENT`` samples (at most ``limit``
+    queries): ``{condition: {"miou", "fb_iou"}, "queries"}`` for the conditions ``right``
+    (another sample of the query's class), ``other_class`` (a sample of another class) and
+    ``blank`` (a black pair)."""
+    from painter_cli.metrics import FewShotMeter
+
+    codec = reader.codec(SEGMENT)
+    groups = {g: [int(i) for i in idx] for g, idx in reader.groups(SEGMENT).items()}
+    rng = np.random.default_rng(seed)
+    meters = {c: FewShotMeter() for c in ("right", "other_class", "blank")}
+    queries = [(g, i) for g, idx in groups.items() for i in idx if len(idx) >= 2]
+    queries = [queries[int(k)] for k in sorted(rng.permutation(len(queries))[:limit])]
+    for group, i in queries:
+        q = reader[i]
+        same = [j for j in groups[group] if j != i]
+        others = [j for g, idx in groups.items() if g != group for j in idx]
+        gt = codec.decode(q["target"]) > 0
+        for cond, pick in (("right", same), ("other_class", others)):
+            s = reader[pick[int(rng.integers(len(pick)))]]
+            prompt = predictor.prompt(s["image"], s["target"], discrete=codec.discrete)
+            meters[cond].update(_foreground(predictor, codec, q["image"], prompt), gt, group)
+        black = np.zeros_like(q["image"])
+        blank = predictor.prompt(black, black, discrete=codec.discrete)
+        meters["blank"].update(_foreground(predictor, codec, q["image"], blank), gt, group)
+    out: dict = {}
+    for cond, meter in meters.items():
+        r = meter.compute()
+        out[cond] = {"miou": r["miou"], "fb_iou": r["fb_iou"]}
+    out["queries"] = len(queries)
+    out["classes"] = len({g for g, _ in queries})
+    return out
+
+
+def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 0) -> dict:
+    """``{"selectivity": {"val": {...}, "ood": {...}}, "oneshot_ood": {...}}`` (see the module
+    docstring) of ``checkpoint`` on the suite in ``suite`` (version 3)."""
+    from painter_cli.checkpoint import load_model
+
+    predictor = Predictor(load_model(checkpoint, device="cpu"))
+    readers = {split: ShardReader(suite / split) for split in ("val", "ood")}
+    for split, reader in readers.items():
+        if SEGMENT not in reader.tasks:
+            raise SystemExit(f"{suite / split}: no {SEGMENT} (a suite of version 3 is needed)")
+    return {
+        "selectivity": {
+            split: selectivity_table(predictor, reader, split, limit, seed)
+            for split, reader in readers.items()
+        },
+        "oneshot_ood": oneshot_table(predictor, readers["ood"], 4 * limit, seed),
+    }
+
+
+def segment_markdown(report: dict) -> str:
+    lines = [
+        "| classes | form | selectivity | IoU prompted shape | IoU other shape | queries |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    names = {"val": "training (val)", "ood": "held out (ood)"}
+    forms = {"look": "own look", "free": "free colours"}
+    for split, by_form in report["selectivity"].items():
+        for form, r in by_form.items():
+            lines.append(
+                f"| {names[split]} | {forms[form]} | {r['selectivity']:+.1f} | "
+                f"{r['prompted']:.1f} | {r['other']:.1f} | {r['queries']} |"
+            )
+    o = report["oneshot_ood"]
+    lines += [
+        "",
+        f"one-shot on the ood split ({o['queries']} queries, {o['classes']} classes):",
+        "",
+        "| prompt | mIoU | FB-IoU |",
+        "|---|---:|---:|",
+    ]
+    for cond in ("right", "other_class", "blank"):
+        lines.append(f"| {cond} | {o[cond]['miou']:.1f} | {o[cond]['fb_iou']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -188,9 +361,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=100, help="queries per task")
     ap.add_argument("--json", action="store_true", help="print the table as JSON")
     ap.add_argument("--grid", type=Path, default=None, help="also write the picture here")
+    ap.add_argument(
+        "--segment",
+        action="store_true",
+        help="measure synthetic-segment instead: selectivity and the ood one-shot mIoU "
+        "(--limit: two-shape queries per split and form; 4x that one-shot queries)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="--segment: queries and prompts")
     args = ap.parse_args(argv)
     ckpt = args.checkpoint or bundled_model()
     suite = args.suite or ensure_suite()
+    if args.segment:
+        report = segment_report(ckpt, suite, args.limit, args.seed)
+        print(json.dumps(report, indent=2) if args.json else segment_markdown(report))
+        return 0
     table = incontext_table(ckpt, suite, args.limit)
     if args.json:
         print(json.dumps(table, indent=2))
