@@ -189,9 +189,8 @@ class _DepthScorer(_Scorer):
         gt = sample.get("depth_m")
         if gt is None:
             gt = self.codec.decode(sample["target"])
-        pred = self.codec.decode(painted)
-        # The official prediction PNG holds whole millimetres (``.int()``).
-        pred = np.floor(pred.astype(np.float64) * 1000.0) / 1000.0
+        # Whole millimetres, as the official prediction PNG (``decode_painted``).
+        pred = decode_painted(painted, self.codec)
         if pred.shape != gt.shape:
             from painter_cli.inference import resize_float
 

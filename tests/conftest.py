@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PARITY = SHARED / "fixtures" / "parity"
+OFFICIAL_INFERENCE = SHARED / "fixtures" / "official-inference"
 
 
 def pytest_configure(config):
@@ -27,6 +28,14 @@ def parity_dir() -> Path:
     if not PARITY.is_dir():
         pytest.skip(f"parity fixtures not found at {PARITY} (a checkout without ../shared)")
     return PARITY
+
+
+@pytest.fixture
+def official_inference_dir() -> Path:
+    """The official per-image scripts' inputs, outputs and painted canvases (its README.md)."""
+    if not OFFICIAL_INFERENCE.is_dir():
+        pytest.skip(f"official inference fixture not found at {OFFICIAL_INFERENCE}")
+    return OFFICIAL_INFERENCE
 
 
 @pytest.fixture

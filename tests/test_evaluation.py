@@ -19,7 +19,7 @@ from painter_cli.evaluation import (
     resolve_task,
     restoration_variant,
 )
-from painter_cli.inference import Predictor, finish, make_prompt
+from painter_cli.inference import Predictor, finish, make_prompt, output_scale
 from painter_cli.model import build_model
 from painter_cli.shards import ShardReader, ShardWriter
 from painter_cli.sources.base import Sample
@@ -105,7 +105,8 @@ def test_depth_eval_matches_direct_computation(model, reader):
     got = evaluate(model, reader, "nyuv2-depth", [prompt], batch_size=3, progress=False)
 
     def update(meter, codec, painted, s):
-        pred = np.floor(codec.decode(painted).astype(np.float64) * 1000) / 1000
+        # finish() paints depth in 0..10000: the official channel mean truncated to millimetres
+        pred = np.floor(painted.mean(axis=2)) / 1000
         meter.update(pred, s["depth_m"])
 
     want = _direct(model, reader, "nyuv2-depth", prompt, M.DepthMeter(), update)
@@ -163,7 +164,9 @@ def _perfect(reader, task, variant=None):
     scorer = _scorer(codec, task, variant)
     for i in reader.indices(task):
         s = reader[int(i)]
-        scorer.update(s["target"].astype(np.float32), s, None)
+        # The target painted in the units finish() returns (depth: 0..10000).
+        scale = output_scale(codec.kind) / 255.0
+        scorer.update(s["target"].astype(np.float64) * scale, s, None)
     return scorer.compute()
 
 

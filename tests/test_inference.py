@@ -221,7 +221,7 @@ def test_bf16_weights_paint_close_to_fp32(predictor):
     q = torch.stack([predictor.query(_photo(20, 25, 10))])
     half = Predictor(build_model("painter-tiny", seed=0).to(torch.bfloat16), precision="bf16")
     out = half.paint(q, [prompt])
-    assert out.dtype == torch.float32
+    assert out.dtype == torch.float64  # de-normalised in float64, as the official scripts
     torch.testing.assert_close(out, predictor.paint(q, [prompt]), atol=0.02, rtol=0)
 
 
@@ -249,15 +249,19 @@ def test_semseg_outputs_decode_known_painting(tmp_path):
 
 def test_depth_outputs_are_millimetres(tmp_path):
     codec = get_codec("nyuv2-depth")
-    painted = np.zeros((4, 5, 3), np.float32)
-    painted[:2] = 51.0  # 51 * 10 / 255 = 2 m
-    painted[2:] = 255.0  # 10 m
+    # finish() paints depth in 0..10000 (the official x 10000); channels (2000, 2001, 2002.9)
+    # average to 2001.3 and truncate to 2001 mm.
+    painted = np.zeros((4, 5, 3), np.float64)
+    painted[:2] = [2000.0, 2001.0, 2002.9]
+    painted[2:] = 10000.0  # 10 m
     rec = write_outputs(tmp_path, "d", painted, _photo(4, 5), None, codec)
     png = Image.open(tmp_path / rec["outputs"]["depth"])
     assert png.mode == "I;16"
     mm = np.asarray(png)
-    assert (mm[:2] == 2000).all() and (mm[2:] == 10000).all()
-    np.testing.assert_allclose(np.load(tmp_path / rec["outputs"]["depth_npy"])[0, 0], 2.0, 1e-6)
+    assert (mm[:2] == 2001).all() and (mm[2:] == 10000).all()
+    # The painted image in colour levels: 2000 * 255 / 10000 = 51.0, 2002.9 -> 51.07 -> 51.
+    assert (np.asarray(Image.open(tmp_path / rec["painted"]))[0, 0] == [51, 51, 51]).all()
+    np.testing.assert_allclose(np.load(tmp_path / rec["outputs"]["depth_npy"])[0, 0], 2.001, 1e-6)
     assert Image.open(tmp_path / rec["outputs"]["depth_color"]).size == (5, 4)
 
 

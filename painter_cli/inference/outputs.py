@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from painter_cli.inference.images import write_json, write_npy, write_png
-from painter_cli.inference.predictor import Prompt, to_uint8
+from painter_cli.inference.predictor import Prompt, output_scale, quantize, to_uint8
 from painter_cli.model import denormalize
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,10 @@ def _label_png(labels: np.ndarray) -> np.ndarray:
 def write_depth(out: Path, stem: str, depth_m: np.ndarray) -> dict[str, str]:
     """Depth (H, W) metres -> 16-bit PNG in millimetres (truncated, as the official script), the
     float32 metres as ``.npy`` and a Turbo-coloured preview."""
-    depth_m = np.asarray(depth_m, dtype=np.float32)
-    mm = np.clip(depth_m.astype(np.float64) * 1000.0, 0, 65535).astype(np.uint16)
+    metres = np.asarray(depth_m, dtype=np.float64)
+    # mm / 1000 * 1000 can land an ulp below the integer: round off that ulp before truncating.
+    mm = np.clip(np.round(metres * 1000.0, 6), 0, 65535).astype(np.uint16)
+    depth_m = metres.astype(np.float32)
     files = {"depth": f"{stem}_depth.png", "depth_npy": f"{stem}_depth.npy"}
     files["depth_color"] = f"{stem}_depth_color.png"
     write_png(out / files["depth"], mm)
@@ -233,14 +235,22 @@ def _keypoint_array(decoded: Any) -> tuple[np.ndarray, float | None]:
 
 
 def decode_painted(painted: np.ndarray | tuple[np.ndarray, np.ndarray], codec: Any) -> Any:
-    """Decode a painted (H, W, 3) float 0..255 image with ``codec`` (for panoptic: the pair
-    ``(semantic, instance)``). Depth is decoded from the float values; every other output is
-    truncated to uint8 first (the official ``.int()`` / ``astype(uint8)``)."""
+    """Decode what ``finish`` returns with ``codec`` (for panoptic: the pair ``(semantic,
+    instance)``). Depth (0..10000 units) is the channel mean truncated to whole millimetres, in
+    metres (float64, so ``write_depth`` gets the millimetres back exactly), as the official
+    ``mean(-1) * 10000`` then ``.int()``; every other output is truncated to uint8 first (the
+    official ``.int()`` / ``astype(uint8)``)."""
     if codec.kind == "panoptic":
-        return codec.decode(tuple(to_uint8(p / 255.0) for p in painted))
+        return codec.decode(tuple(quantize(p) for p in painted))
     if codec.kind == "depth":
-        return codec.decode(painted)
-    return codec.decode(to_uint8(painted / 255.0))
+        return np.trunc(np.asarray(painted, dtype=np.float64).mean(axis=2)) / 1000.0
+    return codec.decode(quantize(painted))
+
+
+def painted_uint8(painted: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """The ``_painted.png`` image of a finished prediction of ``kind`` (uint8 (H, W, 3))."""
+    scale = output_scale(kind)
+    return quantize(painted if scale == 255.0 else painted * (255.0 / scale))
 
 
 def write_outputs(
@@ -257,8 +267,8 @@ def write_outputs(
     ``prompt_pair``: the prompt's (image, target) uint8 panels for the preview, or a list of such
     pairs (an ensemble's or panoptic's prompts: the preview shows them all), or None.
 
-    ``painted``: (H, W, 3) float 0..255 at the query's size (for a panoptic codec the pair
-    ``(semantic, instance)``). Everything is decoded before the first write. Returns the
+    ``painted``: (H, W, 3) float at the query's size as ``finish`` returns it for the codec's kind
+    (for a panoptic codec the pair ``(semantic, instance)``). Everything is decoded before the first write. Returns the
     ``predictions.json`` record without ``query``: ``{"painted", "preview", "outputs"}``
     (file names relative to ``out``).
     """
@@ -267,7 +277,7 @@ def write_outputs(
     extra = None
     if isinstance(painted, tuple):
         painted, extra = painted
-    painted_u8 = to_uint8(painted / 255.0)
+    painted_u8 = painted_uint8(painted, None if codec is None else codec.kind)
     record: dict[str, Any] = {"painted": f"{stem}_painted.png", "preview": f"{stem}_preview.png"}
     write_png(out / record["painted"], painted_u8)
     if prompt_pair is None:
@@ -277,7 +287,7 @@ def write_outputs(
     panels = [*(panel for pair in prompt_pair for panel in pair), query_rgb, painted_u8]
     outputs: dict[str, str] = {}
     if extra is not None:
-        extra_u8 = to_uint8(extra / 255.0)
+        extra_u8 = quantize(extra)
         outputs["painted_instance"] = f"{stem}_painted_instance.png"
         write_png(out / outputs["painted_instance"], extra_u8)
         panels.append(extra_u8)
@@ -297,6 +307,6 @@ def write_outputs(
             outputs.update(write_keypoints(out, stem, kp, image_id, score))
         else:  # restoration: the decoded image itself
             outputs["restored"] = f"{stem}_restored.png"
-            write_png(out / outputs["restored"], to_uint8(np.asarray(decoded) / 255.0))
+            write_png(out / outputs["restored"], quantize(np.asarray(decoded)))
     record["outputs"] = outputs
     return record
