@@ -462,6 +462,11 @@ def read_index(directory: str | Path) -> dict[str, Any]:
     """The parsed and checked ``index.json`` of a shard directory (``PainterError`` otherwise)."""
     d = Path(directory)
     path = d / INDEX
+    if d.is_file():
+        raise PainterError(
+            f"{d}: a file, not a shard directory",
+            hint="pass the folder `painter encode --out` wrote (it holds index.json)",
+        )
     if not d.is_dir():
         raise PainterError(f"{d}: no such shard directory", hint="create it with `painter encode`")
     if not path.is_file():
@@ -839,8 +844,10 @@ class TaskView:
 def summarize(reader: ShardReader) -> dict[str, Any]:
     """Counts per (directory, task, split) with codecs: ``{"rows": [...], "count", "shards", "dirs"}``."""
     rows = []
+    sizes = _sizes(reader)
     for d, index in zip(reader.dirs, reader.indexes, strict=True):
         for task, t in index["tasks"].items():
+            image_sizes, target_sizes = sizes.get((Path(d), task), ([], []))
             rows.append(
                 {
                     "dir": str(d),
@@ -852,6 +859,8 @@ def summarize(reader: ShardReader) -> dict[str, Any]:
                     "params": t.get("params") or {},
                     "skipped": int(index.get("skipped", 0)),
                     "sources": [s.get("name") for s in index.get("sources", [])],
+                    "image_size": size_range(image_sizes),
+                    "target_size": size_range(target_sizes),
                 }
             )
     return {
@@ -860,6 +869,43 @@ def summarize(reader: ShardReader) -> dict[str, Any]:
         "shards": sum(len(ix["shards"]) for ix in reader.indexes),
         "dirs": [str(d) for d in reader.dirs],
     }
+
+
+def _sizes(reader: ShardReader) -> dict[tuple[Path, str], tuple[list, list]]:
+    """(directory, task) -> ((H, W) of every image, of every target), from the manifests only."""
+    out: dict[tuple[Path, str], tuple[list, list]] = {}
+    for k, f in enumerate(reader._files):
+        for entry in reader._manifest(k):
+            images, targets = out.setdefault((f.path.parent, entry["task"]), ([], []))
+            images.append(tuple(entry["image"][1][:2]))
+            if entry.get("target"):
+                targets.append(tuple(entry["target"][1][:2]))
+    return out
+
+
+def size_range(shapes: Sequence[tuple[int, int]]) -> dict[str, Any] | None:
+    """``{"height": [min, max], "width": [min, max], "distinct": N}`` of (H, W) pairs (pixels);
+    None for none (a task stored without targets)."""
+    if not shapes:
+        return None
+    hs, ws = [int(s[0]) for s in shapes], [int(s[1]) for s in shapes]
+    return {
+        "height": [min(hs), max(hs)],
+        "width": [min(ws), max(ws)],
+        "distinct": len(set(shapes)),
+    }
+
+
+def size_text(size: dict[str, Any] | None) -> str:
+    """``"48x40"`` (W x H) for one size, ``"32-64 x 40-48 (7 sizes)"`` for several, ``"-"``."""
+    if not size:
+        return "-"
+    (h0, h1), (w0, w1) = size["height"], size["width"]
+    if size["distinct"] == 1:
+        return f"{w0}x{h0}"
+    width = f"{w0}" if w0 == w1 else f"{w0}-{w1}"
+    height = f"{h0}" if h0 == h1 else f"{h0}-{h1}"
+    return f"{width} x {height} ({size['distinct']} sizes)"
 
 
 def group_summary(groups: dict[str, int], show: int = 3) -> str:

@@ -236,6 +236,8 @@ def test_subprocess_encode_and_info_json(tmp_path):
             "params": {},
             "skipped": 0,
             "sources": ["lol"],
+            "image_size": {"height": [20, 21], "width": [30, 32], "distinct": 2},
+            "target_size": {"height": [20, 21], "width": [30, 32], "distinct": 2},
         }
     ]
     assert len(summary["exported"]) == 1 and Path(summary["exported"][0]).is_file()
@@ -244,9 +246,11 @@ def test_subprocess_encode_and_info_json(tmp_path):
 def test_cli_info_table(tmp_path, cli_runner):
     make_lol(tmp_path / "lol", n_train=2)
     encode_dataset("lol", tmp_path / "lol", tmp_path / "out")
-    result = cli_runner.invoke(app, ["info", str(tmp_path / "out")])
+    result = cli_runner.invoke(app, ["info", str(tmp_path / "out")], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "lol-lowlight" in result.output and "2 samples in 1 shards" in result.output
+    # W x H of the two LoL fakes, 30 x 20 and 32 x 21
+    assert "image size" in result.output and "30-32 x 20-21 (2 sizes)" in result.output
 
 
 def test_cli_info_table_shows_groups(tmp_path, cli_runner):

@@ -26,6 +26,8 @@ from painter_cli.shards import (
     pack_array,
     pack_image,
     shard_name,
+    size_range,
+    size_text,
     summarize,
     unpack,
 )
@@ -249,6 +251,14 @@ def test_summarize_and_export(tmp_path):
     rows = {row["task"]: row for row in s["rows"]}
     assert rows["ade20k-semseg"]["count"] == 3 and rows["my-seg"]["split"] == "val"
     assert s["count"] == 5 and s["shards"] == 3
+    # Sizes from the manifests (painter info showed none): every sample is 12 x 17 (H x W).
+    one = {"height": [12, 12], "width": [17, 17], "distinct": 1}
+    assert rows["my-seg"]["image_size"] == rows["my-seg"]["target_size"] == one
+    assert size_text(one) == "17x12"
+    several = size_range([(12, 17), (40, 17), (12, 20)])
+    assert several == {"height": [12, 40], "width": [17, 20], "distinct": 3}
+    assert size_text(several) == "17-20 x 12-40 (3 sizes)"
+    assert size_range([]) is None and size_text(None) == "-"
     paths = export_pairs(r, 2, tmp_path / "look")
     assert [p.name for p in paths] == ["0000_ade20k-semseg_s0.png", "0001_ade20k-semseg_s4.png"]
     with Image.open(paths[1]) as im:
@@ -295,6 +305,17 @@ def test_export_names_are_file_safe_for_any_task_name(tmp_path):
         w.add(Sample("a/b", _image(0), _image(1)), "bad/name")
     [path] = export_pairs(ShardReader(tmp_path / "d"), 1, tmp_path / "look")
     assert path.parent == tmp_path / "look" and path.name == "0000_bad_name_a_b.png"
+
+
+def test_a_file_given_as_shard_directory_is_named_a_file(tmp_path):
+    # It said "no such shard directory" for an existing file.
+    _write(tmp_path / "d", n=1, extras=False)
+    with pytest.raises(PainterError, match=r"index.json: a file, not a shard directory") as err:
+        inspect_dirs([tmp_path / "d" / INDEX])
+    assert "index.json" in err.value.hint
+    (tmp_path / "x.png").write_bytes(b"png")
+    with pytest.raises(PainterError, match=r"x.png: a file, not a shard directory"):
+        ShardReader(tmp_path / "x.png")
 
 
 def test_inspect_dirs_checks_export_options(tmp_path):

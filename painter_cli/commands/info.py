@@ -23,7 +23,7 @@ def info(
 ) -> None:
     """Show the tasks, splits, sample counts and codecs of shard directories."""
     from painter_cli.console import stdout_console
-    from painter_cli.shards import group_summary, inspect_dirs
+    from painter_cli.shards import group_summary, inspect_dirs, size_text
 
     summary, target = inspect_dirs(dirs, export=export, export_dir=export_dir)
     if as_json:
@@ -33,13 +33,16 @@ def info(
 
     table = Table()
     # Names the other commands take are never cut; the params column wraps instead.
-    for name in ("task", "split", "samples", "groups", "codec", "params", "skipped"):
+    columns = ("task", "split", "samples", "image size", "target size", "groups", "codec")
+    for name in (*columns, "params", "skipped"):
         table.add_column(name, no_wrap=name not in ("params", "groups"), overflow="fold")
     for row in summary["rows"]:
         table.add_row(
             row["task"],
             row["split"],
             str(row["count"]),
+            size_text(row["image_size"]),
+            size_text(row["target_size"]),
             group_summary(row["groups"]),
             row["codec"],
             json.dumps(row["params"]),
