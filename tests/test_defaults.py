@@ -165,6 +165,47 @@ def test_recipes_chain_and_match_the_bundled_model():
     assert recorded == to_dict(cfgs[-1])
 
 
+def test_seggpt_recipes_resolve_and_train_on_the_suite(tmp_path):
+    # The SegGPT recipes: SegGPT's architecture, concept pairing and random colouring on; the
+    # suite one trains on the suite's shards as they are (pairing needs the samples' groups).
+    from painter_cli.config import resolve
+    from painter_cli.engine import prepare_data
+    from painter_cli.model import get_config
+
+    folder = defaults.ASSETS / "recipes"
+    suite, real = resolve(folder / "seggpt-suite.toml"), resolve(folder / "seggpt-real.toml")
+    assert (suite.model.preset, real.model.preset) == ("seggpt-mini", "seggpt-vit-large")
+    assert get_config(suite.model.preset).num_type_tokens == 2
+    seg = suite.data.task_options["synthetic-segment"]
+    assert seg.pair_by_group and seg.recolor and seg.fg_weight == 4.0 and seg.prompt_mask > 0
+    assert suite.data.task_options["synthetic-semseg"].recolor
+    assert sorted(suite.data.tasks) == ["synthetic-segment", "synthetic-semseg"]
+    assert suite.mask.half_prob == 1.0  # the query's target is never partly visible
+    assert real.data.task_options["fss1000"].pair_by_group
+    for recipe in folder.glob("*.toml"):  # the held-out concepts stay unseen by every recipe
+        cfg = resolve(recipe)
+        assert "synthetic-fgseg" not in {*cfg.data.tasks, *cfg.data.weights}, recipe.name
+
+    # 80 samples of 40 classes: enough groups with two samples to pair.
+    paths = {}
+    for task, split, count in [
+        ("synthetic-segment", "train", 80),
+        ("synthetic-semseg", "train", 4),
+        ("synthetic-segment", "val", 80),
+    ]:
+        paths[task, split] = str(tmp_path / f"{task}-{split}")
+        defaults.encode_synthetic(paths[task, split], task=task, split=split, size=32, count=count)
+    suite.data.paths = [paths["synthetic-segment", "train"], paths["synthetic-semseg", "train"]]
+    suite.data.val_paths = [paths["synthetic-segment", "val"]]
+    suite.data.num_workers = 0
+    cfg = get_config(suite.model.preset)
+    train, val = prepare_data(suite, cfg.img_size, cfg.patch_size)
+    assert set(train.task_names) == {"synthetic-segment", "synthetic-semseg"}
+    item = train[0]
+    assert item["imgs"].shape == (3, 128, 64)
+    assert len(val) > 0
+
+
 def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path):
     out = tmp_path / "pred"
     env = {**os.environ, "PAINTER_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
