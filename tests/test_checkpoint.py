@@ -111,6 +111,22 @@ def test_preset_name_gives_a_seeded_model():
         load_model("painter-huge")
 
 
+def test_the_bundled_model_has_a_name(tmp_path, monkeypatch):
+    # --checkpoint / --init bundled-tiny: the package's own model, wherever it is installed.
+    from painter_cli.defaults import bundled_model
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("bundled-tiny") == bundled_model()
+    model = load_model("bundled-tiny")
+    assert torch.equal(model.state_dict()["mask_token"], load_model(bundled_model()).mask_token)
+    (tmp_path / "bundled-tiny").mkdir()  # a folder of that name is what the user means
+    with pytest.raises(PainterError, match="bundled-tiny: no checkpoint found"):
+        resolve_checkpoint("bundled-tiny")
+    with pytest.raises(PainterError) as err:
+        resolve_checkpoint("bundled-tiyn")
+    assert "bundled-tiny" in err.value.hint
+
+
 # ---- official .pth files -------------------------------------------------------------------------
 
 
