@@ -718,3 +718,95 @@ def test_prompt_tune_from_selected_prompt_feeds_predict(world, tmp_path, cli_run
     assert result.exit_code == 0, result.output
     config = json.loads((pred / "predict_config.json").read_text())
     assert config["prompts"] == [str(out / "prompt.safetensors")]
+
+
+# --------------------------------------------------------------------------------------------
+# One group (concept) at a time
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """12 depth pairs in groups g0, g1, g2 (sample k in g{k % 3}: 4 pairs a group)."""
+    return write_shards(
+        tmp_path_factory.mktemp("grouped") / "train", ("nyuv2-depth",), n=12, size=(24, 32),
+        groups=3,
+    )  # fmt: skip
+
+
+def test_split_indices_by_group_stays_in_the_group(grouped, world):
+    train = ShardReader(grouped)
+    members = {g: set(map(int, idx)) for g, idx in train.groups("nyuv2-depth").items()}
+    assert sorted(members) == ["g0", "g1", "g2"] and all(len(m) == 4 for m in members.values())
+    cands, probes = split_indices(train, "nyuv2-depth", None, 1, seed=2, group="g1")
+    assert len(probes) == 1 and len(cands) == 3
+    assert set(cands) | set(probes) == members["g1"] and not set(cands) & set(probes)
+    # 4 pairs cannot give 8 probes and a candidate: half of them probe
+    cands, probes = split_indices(train, "nyuv2-depth", None, 8, group="g2")
+    assert len(probes) == 2 and set(cands) | set(probes) == members["g2"]
+    with pytest.raises(PainterError, match="group 'nope' of 'nyuv2-depth' has 0 training pairs"):
+        split_indices(train, "nyuv2-depth", None, 1, group="nope")
+
+
+def test_group_option_errors_are_one_line(world, grouped, tmp_path, cli_runner):
+    base = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
+    base += ["--device", "cpu", "--out", str(tmp_path / "x")]
+    result = cli_runner.invoke(app, [*base, "--data", str(world["train"]), "--group", "g0"])
+    assert result.exit_code == 1 and "has no sample groups" in result.output
+    result = cli_runner.invoke(app, [*base, "--data", str(grouped), "--group", "g7"])
+    assert result.exit_code == 1
+    assert "--group g7: no such group of 'nyuv2-depth'" in " ".join(result.output.split())
+    assert "g0, g1, g2" in result.output
+    args = [*base, "--data", str(grouped), "--group", "g0", "--probe", str(world["val"])]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 1 and "the --probe shards hold no sample of it" in result.output
+
+
+def test_prompt_select_one_group(world, grouped, tmp_path, cli_runner):
+    out = tmp_path / "g1"
+    args = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
+    args += ["--data", str(grouped), "--group", "g1", "--probe-size", "2", "--min-probes", "1"]
+    args += ["--random", "2", "--device", "cpu", "--out", str(out)]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    train = ShardReader(grouped)
+    group = {train.sample_id(int(i)) for i in train.groups("nyuv2-depth")["g1"]}
+    assert report["group"] == "g1" and report["settings"]["group"] == ["g1"]
+    assert {c["id"] for c in report["candidates"]} | set(report["probes"]) == group
+    assert report["searched"] == {
+        "pairs": 4, "candidates": 2, "probes": 2, "random": 2, "overlap": 0
+    }  # fmt: skip
+    assert "searched 2 of 4 training pairs on 2 probes" in " ".join(result.output.split())
+
+
+def test_prompt_select_and_tune_every_group(world, grouped, tmp_path, cli_runner):
+    train = ShardReader(grouped)
+    members = {g: {train.sample_id(int(i)) for i in idx}
+               for g, idx in train.groups("nyuv2-depth").items()}  # fmt: skip
+    common = ["--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"]), "--device", "cpu"]
+    common += ["--data", str(grouped), "--group", "all", "--probe-size", "2", "--random", "0"]
+    out = tmp_path / "sel"
+    args = ["prompt-select", *common, "--min-probes", "1", "--out", str(out)]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "report.json").read_text())
+    assert [row["group"] for row in summary["groups"]] == ["g0", "g1", "g2"]
+    for row in summary["groups"]:
+        g = row["group"]
+        report = json.loads((out / g / "report.json").read_text())
+        assert report["group"] == g and row["best"] == report["best"]["id"]
+        assert {c["id"] for c in report["candidates"]} | set(report["probes"]) == members[g]
+        assert (out / g / "image.png").is_file() and row["prompt"] == str(out / g)
+    assert "3 groups ->" in result.output and "one search per group" in result.output
+    # prompt-tune: one prompt per group, each tuned and validated on its own group
+    out = tmp_path / "tune"
+    args = ["prompt-tune", *common, "--steps", "1", "--batch-size", "2", "--out", str(out)]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "report.json").read_text())
+    assert [row["group"] for row in summary["groups"]] == ["g0", "g1", "g2"]
+    for g in ("g0", "g1", "g2"):
+        report = json.loads((out / g / "report.json").read_text())
+        assert report["group"] == g and report["init"] in members[g]
+        assert load_prompt_tensors(out / g / "prompt.safetensors").image.shape == (3, 32, 32)
+    assert "3 prompts ->" in result.output

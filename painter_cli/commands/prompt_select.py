@@ -42,6 +42,12 @@ def prompt_select(
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Probes per forward (loss)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the candidate/probe draw."),
+    group: list[str] = typer.Option(
+        None,
+        "--group",
+        help="Search one group's pairs only (repeat for several, 'all' for each; one folder per "
+        "group in OUT when several).",
+    ),
     metric_variant: str = typer.Option(
         None,
         "--metric-variant",
@@ -74,8 +80,12 @@ def prompt_select(
         device=device,
         seed=seed,
         metric_variant=metric_variant,
+        group=list(group) if group else None,
     )
     r = run_select(settings)
+    if "groups" in r:
+        _print_groups(r)
+        return
     sense = "higher" if r["higher_is_better"] else "lower"
     table = Table(title=f"{r['task']}: {r['metric']} ({sense} is better)")
     for col in ("rank", "pair", r["metric"], "probes"):
@@ -128,3 +138,39 @@ def prompt_select(
         f"probes: {r['naive_evaluations']}), the rest random prompts and retrieval"
     )
     console.print("(scores compare between rows with the same number of probes)")
+
+
+def _print_groups(r: dict) -> None:
+    """One row a group: its best pair and score on its probes, the random mean and the noise."""
+    from rich.table import Table
+
+    from painter_cli.console import stdout_console
+
+    sense = "higher" if r["higher_is_better"] else "lower"
+    table = Table(title=f"{r['task']}: {r['metric']} ({sense} is better), one search per group")
+    for col in ("group", "best", r["metric"], "random mean", "noise", "prompt matters"):
+        table.add_column(col, justify="left" if col in ("group", "best") else "right")
+    says = {True: "yes", False: "no (noise)", None: "?"}
+    for row in r["groups"]:
+        best = f"{row['best']} (tie)" if row["tied"] else row["best"]
+        table.add_row(
+            row["group"],
+            best,
+            _fmt(row["score"]),
+            _fmt(row["random_mean"]),
+            _fmt(row["noise"]),
+            says[row["matters"]],
+        )
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        f"{len(r['groups'])} groups -> {r['prompt']}/GROUP (each with its report.json); "
+        f"summary in {r['prompt']}/report.json"
+    )
+    warned = sum(row["warnings"] for row in r["groups"])
+    if warned:
+        console.print(f"{warned} warnings: see the groups' report.json (searched less than asked)")
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4f}"

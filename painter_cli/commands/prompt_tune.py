@@ -47,6 +47,12 @@ def prompt_tune(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe split and the batches."),
+    group: list[str] = typer.Option(
+        None,
+        "--group",
+        help="Tune on one group's pairs only (repeat for several, 'all' for each; one prompt "
+        "folder per group in OUT when several).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
     metric_variant: str = typer.Option(
         None,
@@ -80,10 +86,14 @@ def prompt_tune(
         resume=resume,
         metric_variant=metric_variant,
         random=random,
+        group=list(group) if group else None,
     )
     r = run_tune(settings)
     sense = "higher" if r["higher_is_better"] else "lower"
     console = stdout_console()
+    if "groups" in r:
+        _print_groups(r, sense)
+        return
     console.print(
         f"{r['task']}: {r['metric']} ({sense} is better) on the probe set: "
         f"initial {_fmt(r['initial'])} -> tuned {_fmt(r['tuned'])} (step {r['best_step']})"
@@ -100,6 +110,32 @@ def prompt_tune(
             f"{dep['prompts']} random pairs spread {_fmt(dep['spread'])})"
         )
     console.print(f"prompt written to {r['prompt']} (image.png, target.png, prompt.safetensors)")
+
+
+def _print_groups(r: dict, sense: str) -> None:
+    """One row a group: the initial and the tuned prompt's score on its probes, and the noise."""
+    from rich.table import Table
+
+    from painter_cli.console import stdout_console
+
+    table = Table(title=f"{r['task']}: {r['metric']} ({sense} is better), one prompt per group")
+    for col in ("group", "initial", "tuned", "noise", "prompt matters"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    says = {True: "yes", False: "no (noise)", None: "?"}
+    for row in r["groups"]:
+        table.add_row(
+            row["group"],
+            _fmt(row["initial"]),
+            _fmt(row["tuned"]),
+            _fmt(row["noise"]),
+            says[row["matters"]],
+        )
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        f"{len(r['groups'])} prompts -> {r['prompt']}/GROUP (image.png, target.png, "
+        f"prompt.safetensors); summary in {r['prompt']}/report.json"
+    )
 
 
 def _fmt(value: float | None) -> str:

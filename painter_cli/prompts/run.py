@@ -22,7 +22,7 @@ from painter_cli.inference import (
     write_json,
 )
 from painter_cli.prompts.dependence import Dependence, probe_dependence, verdict
-from painter_cli.prompts.files import REPORT_FILE, load_prompt
+from painter_cli.prompts.files import REPORT_FILE, load_prompt, safe_name
 from painter_cli.prompts.objectives import resolve_objective
 from painter_cli.prompts.retrieval import FEATURES, describe, retrieve
 from painter_cli.prompts.scoring import ModelScorer, QueryStore, resolve_scoring
@@ -67,6 +67,7 @@ class SelectSettings:
     device: str = "auto"
     seed: int = 0
     metric_variant: str | None = None
+    group: list[str] | None = None
 
 
 @dataclass
@@ -93,6 +94,7 @@ class TuneSettings:
     resume: bool = False
     metric_variant: str | None = None
     random: int = 8
+    group: list[str] | None = None
 
 
 def with_suite_defaults(settings: Any, command: str) -> Any:
@@ -174,8 +176,98 @@ def _checkpoint_key(ckpt: str) -> str:
     return str(resolve_checkpoint(ckpt).resolve())
 
 
+ALL_GROUPS = "all"
+
+
+def resolve_groups(
+    train: Any, task: str, wanted: Sequence[str] | None, probe_reader: Any = None
+) -> list[str] | None:
+    """The groups ``--group`` names (``all``: every group of ``task`` in ``train``), checked
+    against both readers; None without ``--group``."""
+    if not wanted:
+        return None
+    have = train.groups(task)
+    if not have:
+        raise PainterError(
+            f"--group: task {task!r} in {', '.join(map(str, train.dirs))} has no sample groups",
+            "encode a source with groups (fss1000, synthetic-segment, pairs with group folders) "
+            "or drop --group",
+        )
+    names = list(have) if ALL_GROUPS in wanted else list(dict.fromkeys(wanted))
+    known = ", ".join(list(have)[:8]) + (", ..." if len(have) > 8 else "")
+    for g in names:
+        if g not in have:
+            raise PainterError(f"--group {g}: no such group of {task!r}", f"groups: {known}")
+        if probe_reader is not None and g not in probe_reader.groups(task):
+            raise PainterError(f"--group {g}: the --probe shards hold no sample of it")
+    return names
+
+
+def per_group(groups: list[str] | None, wanted: Sequence[str] | None) -> bool:
+    """Whether a run writes one folder per group (``--group all`` or several groups) rather than
+    one prompt into ``--out`` (no group, or one named group)."""
+    return groups is not None and (ALL_GROUPS in (wanted or []) or len(groups) > 1)
+
+
+def _group_out(out: str, group: str | None, layout: bool) -> Path:
+    return Path(out) / safe_name(group) if layout and group is not None else Path(out)
+
+
+def _finish(
+    settings: Any,
+    ckpt: str,
+    task: str,
+    size: int,
+    reports: dict[str | None, dict[str, Any]],
+    metric: str,
+    hib: bool,
+    layout: bool,
+) -> dict[str, Any]:
+    """Write the resolved settings into each report; with a folder per group (``layout``), also
+    the summary ``OUT/report.json`` (one row a group); returns what the command prints."""
+    resolved = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
+    for g, report in reports.items():
+        report["settings"] = resolved
+        write_json(_group_out(settings.out, g, layout) / REPORT_FILE, report)
+    if not layout:
+        return next(iter(reports.values()))
+    summary = {
+        "task": task,
+        "metric": metric,
+        "higher_is_better": hib,
+        "groups": [{"group": g, **group_row(r)} for g, r in reports.items()],
+        "prompt": str(settings.out),
+        "settings": resolved,
+    }
+    write_json(Path(settings.out) / REPORT_FILE, summary)
+    return summary
+
+
+def group_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The summary row of one group's select or tune report."""
+    dep = report.get("dependence") or {}
+    row = {
+        "noise": dep.get("noise"),
+        "spread": dep.get("spread"),
+        "matters": dep.get("matters"),
+        "prompt": report["prompt"],
+    }
+    if "best" in report:  # a selection
+        best = report["best"]
+        return {
+            "best": best["id"],
+            "score": best["score"],
+            "random_mean": report["random_mean"],
+            "tied": len(report["tied"]),
+            "warnings": len(report["warnings"]),
+            **row,
+        }
+    return {"initial": report["initial"], "tuned": report["tuned"], **row}
+
+
 def run_select(settings: SelectSettings) -> dict[str, Any]:
-    """Run ``painter prompt-select``: everything is checked before the model is loaded."""
+    """Run ``painter prompt-select``: everything is checked before the model is loaded. With
+    ``group``: one search per group, on that group's candidates and probes only."""
     settings = with_suite_defaults(settings, "prompt-select")
     if settings.features not in FEATURES:
         raise PainterError(f"--features {settings.features}: expected pixels or encoder")
@@ -183,9 +275,14 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
     mode, metric, hib = resolve_scoring(codec.kind, settings.score)
-    candidates, probes = split_indices(
-        train, task, settings.candidates, settings.probe_size, settings.seed, probe_reader
-    )
+    groups = resolve_groups(train, task, settings.group, probe_reader)
+    layout = per_group(groups, settings.group)
+    splits = {
+        g: split_indices(
+            train, task, settings.candidates, settings.probe_size, settings.seed, probe_reader, g
+        )
+        for g in groups or [None]
+    }
     device = resolve_device(settings.device)
     model = load_checkpoint(ckpt, device)
     size = settings.size or default_size(model, codec.kind)
@@ -205,43 +302,48 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
             qdesc = describe(settings.features, preader, qs, model, size)
             return [cands[k] for k in retrieve(qdesc, cdesc)]
 
+    reports = {}
     try:
-        report = select_prompts(
-            train,
-            task,
-            candidates,
-            probes,
-            scorer,
-            out=settings.out,
-            metric=metric,
-            higher_is_better=hib,
-            top=settings.top,
-            random=settings.random,
-            min_probes=settings.min_probes,
-            seed=settings.seed,
-            fingerprint=fingerprint,
-            per_query=per_query,
-            probe_reader=preader,
-            requested={"candidates": settings.candidates, "probes": settings.probe_size},
-        )
+        for g, (candidates, probes) in splits.items():
+            reports[g] = select_prompts(
+                train,
+                task,
+                candidates,
+                probes,
+                scorer,
+                out=_group_out(settings.out, g, layout),
+                metric=metric,
+                higher_is_better=hib,
+                top=settings.top,
+                random=settings.random,
+                min_probes=settings.min_probes,
+                seed=settings.seed,
+                fingerprint={**fingerprint, **({"group": g} if g is not None else {})},
+                per_query=per_query,
+                probe_reader=preader,
+                requested={"candidates": settings.candidates, "probes": settings.probe_size},
+                group=g,
+            )
     finally:
         scorer.close()
-    report["settings"] = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
-    write_json(Path(settings.out) / REPORT_FILE, report)
-    return report
+    return _finish(settings, ckpt, task, size, reports, metric, hib, layout)
 
 
 def run_tune(settings: TuneSettings) -> dict[str, Any]:
-    """Run ``painter prompt-tune``: inputs are checked before the model is loaded."""
+    """Run ``painter prompt-tune``: inputs are checked before the model is loaded. With
+    ``group``: one prompt per group, tuned on that group's pairs and validated on its probes."""
     settings = with_suite_defaults(settings, "prompt-tune")
     ckpt = checkpoint_or_default(settings.checkpoint)
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
     mode, metric, hib = resolve_scoring(codec.kind, settings.score)
     objective = resolve_objective(codec.kind, settings.objective)
-    pool, probes = split_indices(
-        train, task, None, settings.probe_size, settings.seed, probe_reader
-    )
+    groups = resolve_groups(train, task, settings.group, probe_reader)
+    layout = per_group(groups, settings.group)
+    splits = {
+        g: split_indices(train, task, None, settings.probe_size, settings.seed, probe_reader, g)
+        for g in groups or [None]
+    }
     if settings.random < 0:
         raise PainterError(f"--random {settings.random}: must be >= 0")
     if settings.init is not None:
@@ -250,18 +352,9 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     model = load_checkpoint(ckpt, device)
     size = settings.size or default_size(model, codec.kind)
     preader = probe_reader if probe_reader is not None else train
-    if settings.init is not None:
-        init = load_prompt(settings.init, size, codec)
-    else:  # a seeded random training pair (never a probe)
-        rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 0x1217]))
-        init = QueryStore(train, task, size).pair(pool[int(rng.integers(len(pool)))])
+    given = load_prompt(settings.init, size, codec) if settings.init is not None else None
     scorer = _model_scorer(settings, model, train, preader, task, size, mode, device)
     scorer.close()  # only its scoring is used here, not its pass counter
-    dependence = None
-    if settings.random:  # said before any step is spent
-        dependence = random_dependence(scorer, pool, probes, settings.random, settings.seed)
-        line = verdict(dependence, task)
-        (log.info if dependence.matters else log.warning)("%s", line)
     fingerprint = {
         **_data_fingerprint(settings, ckpt, task),
         "init": settings.init,
@@ -273,31 +366,44 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         "objective": objective,
         "seed": settings.seed,
     }
-    report = tune_prompt(
-        model,
-        train,
-        task,
-        pool,
-        init,
-        out=settings.out,
-        validate=lambda p: scorer.set_score(p, probes),
-        higher_is_better=hib,
-        metric=metric,
-        steps=settings.steps,
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        val_every=settings.val_every,
-        save_every=settings.save_every,
-        seed=settings.seed,
-        resume=settings.resume,
-        fingerprint=fingerprint,
-        objective=objective,
-    )
-    if dependence is not None:
-        report["dependence"] = dependence.to_json()
-    report["settings"] = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
-    write_json(Path(settings.out) / REPORT_FILE, report)
-    return report
+    reports = {}
+    for g, (pool, probes) in splits.items():
+        name = task if g is None else f"{task} group {g}"
+        if given is not None:
+            init = given
+        else:  # a seeded random training pair (never a probe)
+            rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 0x1217]))
+            init = QueryStore(train, task, size).pair(pool[int(rng.integers(len(pool)))])
+        dependence = None
+        if settings.random:  # said before any step is spent
+            dependence = random_dependence(scorer, pool, probes, settings.random, settings.seed)
+            (log.info if dependence.matters else log.warning)("%s", verdict(dependence, name))
+        report = tune_prompt(
+            model,
+            train,
+            task,
+            pool,
+            init,
+            out=_group_out(settings.out, g, layout),
+            validate=lambda p, probes=probes: scorer.set_score(p, probes),
+            higher_is_better=hib,
+            metric=metric,
+            steps=settings.steps,
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            val_every=settings.val_every,
+            save_every=settings.save_every,
+            seed=settings.seed,
+            resume=settings.resume,
+            fingerprint={**fingerprint, **({"group": g} if g is not None else {})},
+            objective=objective,
+        )
+        if g is not None:
+            report["group"] = g
+        if dependence is not None:
+            report["dependence"] = dependence.to_json()
+        reports[g] = report
+    return _finish(settings, ckpt, task, size, reports, metric, hib, layout)
 
 
 def random_dependence(

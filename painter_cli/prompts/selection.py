@@ -37,30 +37,46 @@ def split_indices(
     probe_size: int,
     seed: int = 0,
     probe_reader: Any = None,
+    group: str | None = None,
 ) -> tuple[list[int], list[int]]:
     """``(candidates, probes)``: seeded random draws of ``task``. Without ``probe_reader`` the
-    probes come from ``train`` and are never candidates. ``n_candidates`` None = all."""
+    probes come from ``train`` and are never candidates. ``n_candidates`` None = all.
+
+    ``group``: only samples of that group (``reader.groups(task)``), in both readers; a group of
+    fewer than ``probe_size + 1`` training pairs (and no ``probe_reader``) gives half of them to
+    the probes (``search_warnings`` says so), so one small group does not stop ``--group all``.
+    """
     if probe_size < 1:
         raise PainterError(f"--probe-size {probe_size}: must be >= 1")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9B0BE]))
-    pool = [int(i) for i in rng.permutation(train.indices(task))]
+    where = f"task {task!r}" if group is None else f"group {group!r} of {task!r}"
+    pool = [int(i) for i in rng.permutation(_members(train, task, group))]
     if probe_reader is None:
+        if group is not None and 2 <= len(pool) < probe_size + 1:
+            probe_size = len(pool) // 2
         if len(pool) < probe_size + 1:
             raise PainterError(
-                f"task {task!r} has {len(pool)} training pairs: too few for {probe_size} probes "
+                f"{where} has {len(pool)} training pairs: too few for {probe_size} probes "
                 "and at least one candidate",
                 "lower --probe-size or give --probe VAL_SHARDS",
             )
         probes, pool = pool[:probe_size], pool[probe_size:]
     else:
-        avail = [int(i) for i in rng.permutation(probe_reader.indices(task))]
+        avail = [int(i) for i in rng.permutation(_members(probe_reader, task, group))]
         if not avail:
-            raise PainterError(f"task {task!r} has no samples in the --probe shards")
+            raise PainterError(f"{where} has no samples in the --probe shards")
         probes = avail[:probe_size]
     if not pool:
-        raise PainterError(f"task {task!r} has no training pairs to select from")
+        raise PainterError(f"{where} has no training pairs to select from")
     candidates = pool if n_candidates is None else pool[:n_candidates]
     return candidates, probes
+
+
+def _members(reader: Any, task: str, group: str | None) -> np.ndarray:
+    """Indices of ``task`` in ``reader``, or of its ``group`` (empty when the group is absent)."""
+    if group is None:
+        return reader.indices(task)
+    return reader.groups(task).get(group, np.zeros(0, np.int64))
 
 
 def progress_bar(total: int, description: str):
@@ -90,6 +106,7 @@ def select_prompts(
     probe_reader: Any = None,
     progress: bool = True,
     requested: dict[str, int | None] | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """Successive-halving search of ``candidates`` (indices of ``train``) on ``probes`` with
     ``score`` (candidate, probes) -> per-probe scores, cached in ``out/scores.json``.
@@ -97,7 +114,7 @@ def select_prompts(
     ``random`` seeded random candidates are also scored on every probe for ``random_mean``.
     ``per_query(candidates, probes)`` -> the candidate retrieved for each probe (retrieval mode).
     ``requested``: the ``candidates`` (None = all) and ``probes`` the user asked for, so the report
-    can say where fewer were searched. Writes ``out/image.png`` + ``target.png`` (best),
+    can say where fewer were searched; ``group``: the candidates and probes are that group's. Writes ``out/image.png`` + ``target.png`` (best),
     ``out/top/`` (top ``top``) and ``out/report.json``; returns the report. Its ``dependence``
     is the random prompts' spread against the metric's noise (``dependence``). The report's
     ``searched`` says what was actually scored, ``warnings`` where it is less than asked or
@@ -119,14 +136,15 @@ def select_prompts(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A2D]))
     randoms = [int(c) for c in rng.permutation(candidates)[: min(random, len(candidates))]]
     searched = {
-        "pairs": int(len(train.indices(task))),
+        "pairs": int(len(_members(train, task, group))),
         "candidates": len(candidates),
         "probes": len(probes),
         "random": len(randoms),
         "overlap": shared_samples(train, candidates, probe_reader, probes),
     }
     asked = {"candidates": len(candidates), "probes": len(probes), **(requested or {})}
-    warnings = search_warnings(searched, {**asked, "random": random})
+    what = "the task" if group is None else f"group {group!r}"
+    warnings = search_warnings(searched, {**asked, "random": random}, what)
     for line in warnings:
         log.warning("%s", line)
     total = halving_cost(len(candidates), len(probes), min_probes) + len(randoms) * len(probes)
@@ -179,6 +197,7 @@ def select_prompts(
     ]
     report = {
         "task": task,
+        **({"group": group} if group is not None else {}),
         "metric": metric,
         "higher_is_better": higher_is_better,
         "best": {"id": sample_id(train, best), "index": best, "score": rows[0]["score"]},
@@ -228,7 +247,9 @@ def shared_samples(
     return sum(sample_id(probe_reader, p) in ids for p in probes)
 
 
-def search_warnings(searched: dict[str, int], requested: dict[str, int | None]) -> list[str]:
+def search_warnings(
+    searched: dict[str, int], requested: dict[str, int | None], what: str = "the task"
+) -> list[str]:
     """One line for each way the search is less than asked: fewer candidates, probes or random
     prompts than requested (``requested`` None = all), or probes that are also candidates."""
     out = []
@@ -236,7 +257,7 @@ def search_warnings(searched: dict[str, int], requested: dict[str, int | None]) 
     want = requested.get("candidates")
     if want is not None and n < want:
         held = f", {pairs - n} held out as probes" if pairs > n else ""
-        out.append(f"--candidates {want}: the task has {pairs} training pairs{held}; searched {n}")
+        out.append(f"--candidates {want}: {what} has {pairs} training pairs{held}; searched {n}")
     want = requested.get("probes")
     if want is not None and m < want:
         out.append(f"--probe-size {want}: only {m} probe queries available; scored on {m}")
