@@ -148,14 +148,7 @@ class _Leaves:
         rr, q, shape = r[leaf], self.aspect[leaf], self.shape[leaf]
         inside = dx * dx + dy * dy <= rr * rr  # discs (shape 0); the others below
         other = np.flatnonzero(shape != 0)
-        dx, dy, rr, q, shape, lo = (
-            dx[other],
-            dy[other],
-            rr[other],
-            q[other],
-            shape[other],
-            leaf[other],
-        )
+        dx, dy, rr, q, shape, lo = (a[other] for a in (dx, dy, rr, q, shape, leaf))
         c, s = np.cos(self.angle[lo]), np.sin(self.angle[lo])
         u, v = c * dx + s * dy, -s * dx + c * dy
         test = u * u * q + v * v / q <= rr * rr  # an ellipse of the disc's area
