@@ -122,6 +122,35 @@ def test_semseg_classes_without_gt_are_left_out_and_streaming_is_additive():
         one.update(np.array([4]), np.array([0]))
 
 
+def test_foreground_meter_hand_computed():
+    # Two images of 4 pixels, pooled: TP 2, FP 1, FN 3, TN 2 (5 foreground pixels of 8).
+    m = M.ForegroundMeter()
+    m.update(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 1, 0]]))
+    m.update(np.array([[1, 0, 0, 0]]), np.array([[1, 1, 1, 0]]))
+    out = m.compute()
+    assert out["fg_iou"] == pytest.approx(100 * 2 / 6)
+    assert out["fg_f1"] == pytest.approx(100 * 4 / 8)
+    assert out["fg_precision"] == pytest.approx(100 * 2 / 3)
+    assert out["fg_recall"] == pytest.approx(100 * 2 / 5)
+    assert out["fg_share"] == pytest.approx(100 * 5 / 8)
+    assert out["fg_pacc"] == pytest.approx(100 * 4 / 8)
+    assert out["all_bg_pacc"] == pytest.approx(100 * 3 / 8)
+
+
+def test_foreground_meter_of_a_collapsed_model_is_the_all_background_baseline():
+    # Sparse targets (1 edge pixel of 5) painted all background: 80 % pixel accuracy, IoU/F1 0.
+    m = M.ForegroundMeter()
+    m.update(np.zeros((1, 5), bool), np.array([[0, 0, 1, 0, 0]], bool))
+    out = m.compute()
+    assert out["fg_iou"] == out["fg_f1"] == out["fg_precision"] == out["fg_recall"] == 0.0
+    assert out["fg_pacc"] == out["all_bg_pacc"] == pytest.approx(80.0)
+    empty = M.ForegroundMeter()
+    empty.update(np.zeros((2, 2), bool), np.zeros((2, 2), bool))
+    assert math.isnan(empty.compute()["fg_iou"]) and empty.compute()["fg_precision"] == 0.0
+    with pytest.raises(PainterError, match="differ"):
+        empty.update(np.zeros((2, 2), bool), np.zeros((2, 3), bool))
+
+
 def test_ade20k_shift():
     assert M.ade20k_gt_to_eval(np.array([0, 1, 150], np.uint8)).tolist() == [255, 0, 149]
 
