@@ -12,10 +12,19 @@ queries, one model) and feeds the decoded outputs to the task's meter from ``pai
 - instance: class-agnostic COCO mask AP; ground-truth masks are the target's distinct colours.
 - keypoints: COCO keypoint AP (OKS) in the crop frame, with the official flip test.
 - restoration: PSNR/SSIM in the ``sidd``, ``derain`` or ``lol`` variant.
+- few-shot segmentation (a one-class foreground task whose samples carry groups, e.g.
+  FSS-1000): per-class foreground IoU summed over the class's queries, mIoU over classes and
+  FB-IoU (``metrics.fewshot_scores``).
 - panoptic: PQ/SQ/RQ (all/things/stuff, panopticapi rules). Every query is painted twice, with
   prompt 1 (a coco-semseg pair) and prompt 2 (a coco-instance pair); the ``coco-panoptic`` codec
   merges the two at the original size. The ground truth is the ``panoptic_ids``/``segments``
   extras that ``painter encode coco-panoptic`` writes.
+
+Grouped prompting (``GroupPairing``): when a task's samples carry groups (a class, a video, a
+concept), each query is prompted by ``shots`` other samples of its own group, drawn with a seed,
+never by itself; a query whose group has too few other samples is skipped and counted. With
+``decode="prompt"`` a segmentation painting is read by the colours of its own prompts' targets
+(``tasks.prompt_colours``) instead of the codec's palette.
 """
 
 from __future__ import annotations
@@ -48,10 +57,12 @@ from painter_cli.inference import (
     load_checkpoint,
     load_prompts,
     make_prompt,
+    model_image_size,
     paint_panoptic,
     resolve_device,
     write_json,
 )
+from painter_cli.tasks.prompt_colours import repaint_by_prompt
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +236,34 @@ class _SemsegScorer(_Scorer):
         return self.meter.compute()
 
 
+class _FewShotScorer(_Scorer):
+    """One-class foreground segmentation scored per group (class), as FSS-1000: the foreground is
+    the codec's class 1, black its background class 0."""
+
+    def __init__(self, codec: Any):
+        super().__init__(codec)
+        self.meter = M.FewShotMeter()
+
+    def update(self, painted, sample, flipped):
+        gt = self.codec.decode(sample["target"]) == 1
+        pred = self.codec.decode(_as_u8(painted)) == 1
+        self.meter.update(pred, gt, str(sample.get("group")))
+
+    def compute(self):
+        return self.meter.compute()
+
+
+def fewshot_task(codec: Any, grouped: bool) -> bool:
+    """Whether a task is scored as few-shot segmentation: its samples carry groups and its codec
+    paints one foreground class on a black background class (FSS-1000, synthetic-segment)."""
+    return (
+        grouped
+        and codec.kind == "semseg"
+        and getattr(codec, "num_classes", 0) == 1
+        and bool(getattr(codec, "background", False))
+    )
+
+
 def target_instance_masks(target: np.ndarray) -> np.ndarray:
     """(N, H, W) bool masks of the distinct non-black colours of an instance target."""
     key = (target[..., 0].astype(np.int64) << 16) | (target[..., 1].astype(np.int64) << 8)
@@ -359,7 +398,7 @@ class _PanopticScorer(_Scorer):
         return self.meter.compute()
 
 
-def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
+def _scorer(codec: Any, task: str, metric_variant: str | None, grouped: bool = False) -> _Scorer:
     kind = codec.kind
     if metric_variant is not None and kind != "restoration":
         raise PainterError(
@@ -369,6 +408,8 @@ def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
         )
     if kind == "depth":
         return _DepthScorer(codec)
+    if fewshot_task(codec, grouped):
+        return _FewShotScorer(codec)
     if kind == "semseg":
         return _SemsegScorer(codec)
     if kind == "instance":
@@ -380,6 +421,81 @@ def _scorer(codec: Any, task: str, metric_variant: str | None) -> _Scorer:
     if kind == "panoptic":
         return _PanopticScorer(codec, task)
     raise PainterError(f"task {task!r}: no evaluation for codec kind {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Grouped prompting
+
+
+DECODES = ("codec", "prompt")
+
+
+def group_prompt_indices(
+    members: np.ndarray, exclude: int | None, shots: int, seed: int, key: int
+) -> list[int] | None:
+    """``shots`` distinct sample indices drawn from ``members`` (the query's group in the prompt
+    source) without ``exclude`` (the query itself, when it is one of them), or None when fewer
+    remain. The draw is a pure function of ``(seed, key)``, ``key`` being the query's index, so a
+    query gets the same prompts whatever else is evaluated with it."""
+    candidates = members if exclude is None else members[members != exclude]
+    if len(candidates) < shots:
+        return None
+    rng = np.random.default_rng([seed, key])
+    return [int(i) for i in rng.choice(candidates, size=shots, replace=False)]
+
+
+def _same_data(a: Any, b: Any) -> bool:
+    """Whether two readers read the same shard folders (so their sample indices agree)."""
+    return [Path(d).resolve() for d in a.dirs] == [Path(d).resolve() for d in b.dirs]
+
+
+@dataclass
+class GroupPairing:
+    """Prompt each query with ``shots`` samples of its own group, drawn with ``seed``.
+
+    ``source``: the reader the prompts come from (the evaluated shards themselves for the one-shot
+    protocol, or train shards holding the same groups) and ``task`` its task. A query is never its
+    own prompt. ``official_resize`` as ``make_prompt``."""
+
+    source: Any
+    task: str
+    shots: int = 1
+    seed: int = 0
+    official_resize: bool = False
+
+    def __post_init__(self):
+        if self.shots < 1:
+            raise PainterError(f"--shots {self.shots}: must be >= 1")
+        if not self.source.has_groups(self.task):
+            raise PainterError(
+                f"task {self.task!r} in {', '.join(map(str, self.source.dirs))} has no sample "
+                "groups to pair prompts by",
+                "encode with groups (e.g. fss1000, pairs --groups folders) or drop --pair-by-group",
+            )
+
+    def indices(self, reader: Any, i: int, same: bool) -> list[int] | None:
+        """The prompt indices (in ``source``) of query ``i`` of ``reader``, or None to skip it;
+        ``same``: ``reader`` reads the source's shards (``i`` is then excluded)."""
+        group = reader.group_of(i)
+        members = self.source.groups(self.task).get(group) if group is not None else None
+        if members is None:
+            return None
+        return group_prompt_indices(members, i if same else None, self.shots, self.seed, i)
+
+    def prompt(self, i: int, size: int) -> Prompt:
+        """Source sample ``i`` as a prompt of side ``size``."""
+        s = self.source[int(i)]
+        if s.get("target") is None:
+            raise PainterError(f"sample {s['id']} of {self.task!r} has no target to prompt with")
+        discrete = self.source.codec(self.task).discrete
+        return make_prompt(
+            s["image"],
+            s["target"],
+            size,
+            discrete=discrete,
+            official_resize=self.official_resize,
+            name=f"{self.task}:{s['id']}",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,6 +519,8 @@ def evaluate(
     device: str | torch.device | None = None,
     progress: bool = True,
     cache: dict | None = None,
+    pairing: GroupPairing | None = None,
+    decode: str = "codec",
 ) -> dict[str, Any]:
     """Paint the first ``limit`` samples (all when None) of ``task`` in ``reader`` with ``prompts``
     and compute the task's metrics.
@@ -413,16 +531,27 @@ def evaluate(
     ready ``Predictor``. ``cache``: a dict reused across calls with the same reader and task
     (e.g. scoring many prompts) to keep decoded samples and query tensors.
 
+    ``pairing``: prompt each query with samples of its own group instead (``prompts`` is then
+    unused and may be empty); queries it cannot pair are skipped and counted in the result's
+    ``pairing``. ``decode="prompt"``: read segmentation paintings by their prompts' colours
+    (``tasks.prompt_colours.repaint_by_prompt``) rather than the codec's palette. A grouped
+    one-class foreground task is scored as few-shot segmentation (``fewshot_task``).
+
     Returns the metric values (``painter_cli.metrics`` names, e.g. ``rmse``/``miou``/``ap``/
     ``psnr``) plus ``metric`` (the headline name), ``higher_is_better``, ``task``, ``kind`` and
     ``images``.
     """
-    if not prompts:
+    if pairing is not None:
+        sizes = {model.size} if isinstance(model, Predictor) else {model_image_size(model)}
+    elif not prompts:
         raise PainterError("evaluate: no prompt given")
-    sizes = {p.size for p in prompts}
+    else:
+        sizes = {p.size for p in prompts}
     if len(sizes) != 1:
         raise PainterError(f"prompts have different sizes {sorted(sizes)}; use one size")
     size = sizes.pop()
+    if decode not in DECODES:
+        raise PainterError(f"--decode {decode}: expected one of {', '.join(DECODES)}")
     if isinstance(model, Predictor):
         predictor = model
         if predictor.size != size:
@@ -439,9 +568,14 @@ def evaluate(
     task = resolve_task(reader, task)
     codec = reader.codec(task)
     panoptic = codec.kind == "panoptic"
+    if panoptic and pairing is not None:
+        raise PainterError(f"task {task!r}: a panoptic query is not prompted by its group")
     if panoptic:
         check_panoptic_prompts(len(prompts), task)
-    scorer = _scorer(codec, task, metric_variant)
+    if decode == "prompt":
+        _check_prompt_decode(codec, task, [] if pairing is not None else prompts)
+    grouped = bool(getattr(reader, "has_groups", lambda t: False)(task))
+    scorer = _scorer(codec, task, metric_variant, grouped)
     # The flip test swaps COCO's left/right pairs: only for the 17 COCO keypoints.
     flip = flip_test and codec.kind == "keypoints" and getattr(codec, "num_keypoints", 17) == 17
     indices = [int(i) for i in reader.indices(task)]
@@ -455,6 +589,21 @@ def evaluate(
     if panoptic:  # no ground truth: say so before any painting
         cache.setdefault(("sample", indices[0]), reader[indices[0]])
         scorer.check(cache[("sample", indices[0])])
+    chosen: dict[int, list[int]] = {}
+    if pairing is not None:
+        same = _same_data(reader, pairing.source)
+        for i in indices:
+            picks = pairing.indices(reader, i, same)
+            if picks is not None:
+                chosen[i] = picks
+        skipped = [i for i in indices if i not in chosen]
+        indices = [i for i in indices if i in chosen]
+        if not indices:
+            raise PainterError(
+                f"no query of task {task!r} has {pairing.shots} other sample(s) of its group "
+                f"in {', '.join(map(str, pairing.source.dirs))}",
+                "lower --shots, or prompt from shards holding these groups (--prompt-data)",
+            )
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), max(1, batch_size))]
     if progress:
         from painter_cli.console import track
@@ -465,6 +614,8 @@ def evaluate(
         for i in batch:
             if ("sample", i) not in cache:
                 cache[("sample", i)] = reader[i]
+                if grouped:
+                    cache[("sample", i)]["group"] = reader.group_of(i)
             sample = cache[("sample", i)]
             if ("query", i, size) not in cache:
                 cache[("query", i, size)] = predictor.query(sample["image"])
@@ -478,12 +629,20 @@ def evaluate(
             ):
                 scorer.update(pair, sample, None)
             continue
-        painted = predictor.paint(q, prompts, ensemble)
-        painted_flip = predictor.paint(q.flip(-1), prompts, ensemble) if flip else None
+        if pairing is not None:
+            own = [[_group_prompt(pairing, cache, k, size) for k in chosen[i]] for i in batch]
+            painted = predictor.paint_each(q, own, ensemble)
+            painted_flip = predictor.paint_each(q.flip(-1), own, ensemble) if flip else None
+        else:
+            own = [list(prompts)] * len(batch)
+            painted = predictor.paint(q, prompts, ensemble)
+            painted_flip = predictor.paint(q.flip(-1), prompts, ensemble) if flip else None
         for j, sample in enumerate(samples):
             h, w = sample["image"].shape[:2]
             arr = finish(painted[j], h, w, codec.kind)
             arr_f = None if painted_flip is None else finish(painted_flip[j], h, w, codec.kind)
+            if decode == "prompt":
+                arr = repaint_by_prompt(arr, [p.target_rgb for p in own[j]], codec)
             scorer.update(arr, sample, arr_f)
     result = scorer.compute()
     headline = M.metric_for_kind(codec.kind)
@@ -494,7 +653,39 @@ def evaluate(
         kind=codec.kind,
     )
     result.setdefault("images", len(indices))
+    if pairing is not None:
+        result["pairing"] = {
+            "by": "group",
+            "shots": pairing.shots,
+            "seed": pairing.seed,
+            "skipped_queries": len(skipped),
+            "skipped_groups": len({reader.group_of(i) for i in skipped}),
+        }
     return result
+
+
+def _group_prompt(pairing: GroupPairing, cache: dict, i: int, size: int) -> Prompt:
+    key = ("group-prompt", i, size)
+    if key not in cache:
+        cache[key] = pairing.prompt(i, size)
+    return cache[key]
+
+
+def _check_prompt_decode(codec: Any, task: str, prompts: Sequence[Prompt]) -> None:
+    """``--decode prompt`` needs a segmentation task and prompts whose target colours are known."""
+    if codec.kind != "semseg":
+        raise PainterError(
+            f"--decode prompt: decoding by the prompt's colours applies to segmentation; "
+            f"{task!r} is a {codec.kind} task",
+            "drop --decode prompt",
+        )
+    for p in prompts:
+        if p.target_rgb is None:
+            raise PainterError(
+                f"--decode prompt: prompt {p.name or '(tensors)'} has no target image to read "
+                "colours from",
+                "prompt with an image pair (IMAGE:TARGET or a folder), not prompt tensors",
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,11 +712,19 @@ class EvalSettings:
     flip_test: bool = True
     official_resize: bool = False
     seg_type: str | None = None
+    pair_by_group: bool | None = None
+    shots: int = 1
+    seed: int = 0
+    decode: str = "codec"
 
 
 def run_eval(settings: EvalSettings) -> dict[str, Any]:
     """Run ``painter eval``: returns ``{"metrics": ..., "settings": ...}``, also written to
-    ``OUT/metrics.json`` (default ``eval-<task>``)."""
+    ``OUT/metrics.json`` (default ``eval-<task>``).
+
+    Grouped prompting (``pair_by_group``) is on by default when the task's samples carry groups
+    and no ``--prompt`` is given: each query is then prompted by ``shots`` other samples of its
+    group from ``--prompt-data`` when given, else from the evaluated shards themselves."""
     from painter_cli.shards import ShardReader
 
     check_batch_size(settings.batch_size)
@@ -535,20 +734,42 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
             "--prompt and --prompt-data both given: the prompt comes from one of them",
             "pass either --prompt PAIR or --prompt-data TRAIN_SHARDS",
         )
-    bundled_prompt = False
-    if not settings.data:  # the synthetic suite's val split, prompted by the bundled pair
-        from painter_cli.defaults import default_prompt, suite_data
+    if settings.decode not in DECODES:
+        raise PainterError(f"--decode {settings.decode}: expected one of {', '.join(DECODES)}")
+    if settings.shots < 1:
+        raise PainterError(f"--shots {settings.shots}: must be >= 1")
+    if settings.pair_by_group and settings.prompts:
+        raise PainterError(
+            "--pair-by-group and --prompt both given: a grouped query is prompted by its group",
+            "drop --prompt (or prompt from other shards with --prompt-data)",
+        )
+    if settings.prompts and settings.shots > 1:
+        raise PainterError(
+            f"--shots {settings.shots} draws prompts from shards; with --prompt, repeat --prompt",
+            "drop --shots, or use --prompt-data",
+        )
+    suite = not settings.data
+    if suite:  # the synthetic suite's val split, prompted by the bundled pair
+        from painter_cli.defaults import suite_data
 
         data, task = suite_data(settings.task, "val")
         settings = replace(settings, data=data, task=task)
-        if not settings.prompts and not settings.prompt_data:
-            settings = replace(settings, prompts=list(default_prompt(task)))
-            bundled_prompt = True
     ckpt = checkpoint_or_default(settings.checkpoint)
     reader = ShardReader(settings.data)
     task = resolve_task(reader, settings.task)
     codec = reader.codec(task)
-    scorer_check = _scorer(codec, task, settings.metric_variant)  # fail early on bad variants
+    grouped = settings.pair_by_group
+    if grouped is None:
+        grouped = reader.has_groups(task) and not settings.prompts
+    bundled_prompt = False
+    if suite and not grouped and not settings.prompts and not settings.prompt_data:
+        from painter_cli.defaults import default_prompt
+
+        settings = replace(settings, prompts=list(default_prompt(task)))
+        bundled_prompt = True
+    settings = replace(settings, pair_by_group=grouped)
+    # fail early on bad variants
+    scorer_check = _scorer(codec, task, settings.metric_variant, reader.has_groups(task))
     out = Path(settings.out or f"eval-{task}")
     check_out_folder(out)
     panoptic = codec.kind == "panoptic"
@@ -556,7 +777,19 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     train = None
     # A panoptic task is prompted by a semantic pair then an instance pair (two train tasks).
     prompt_tasks = [task]
-    if settings.prompts:
+    pairing = None
+    if grouped:
+        source = reader if not settings.prompt_data else ShardReader(settings.prompt_data)
+        pairing = GroupPairing(
+            source,
+            resolve_task(source, task),
+            shots=settings.shots,
+            seed=settings.seed,
+            official_resize=settings.official_resize,
+        )
+        if panoptic:
+            raise PainterError(f"task {task!r}: a panoptic query is not prompted by its group")
+    elif settings.prompts:
         loaded = load_prompts(settings.prompts, codec)
         if panoptic:
             check_panoptic_prompts(len(loaded), task)
@@ -582,11 +815,19 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     size = settings.size
     if size is None:
         size = min(tensor_sizes) if tensor_sizes else default_size(model, codec.kind)
-    if train is not None:
+    if pairing is not None:
+        prompts = []
+    elif train is not None:
         prompts = [
             p
             for t in prompt_tasks
-            for p in prompts_from_shards(train, t, size, official_resize=settings.official_resize)
+            for p in prompts_from_shards(
+                train,
+                t,
+                size,
+                settings.shots,
+                official_resize=settings.official_resize,
+            )
         ]
     else:
         prompts = [
@@ -608,8 +849,11 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         from painter_cli.shards import TaskView
 
         queries = TaskView(reader, task, suite_queries(reader, task))
+    predictor = Predictor(
+        model, size=size, device=device, precision=settings.precision, seg_type=settings.seg_type
+    )
     result = evaluate(
-        model,
+        predictor,
         queries,
         task,
         prompts,
@@ -618,16 +862,16 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         ensemble=settings.ensemble,
         metric_variant=getattr(scorer_check, "variant", settings.metric_variant),
         flip_test=settings.flip_test,
-        precision=settings.precision,
-        seg_type=settings.seg_type,
-        device=device,
+        pairing=pairing,
+        decode=settings.decode,
     )
     resolved = asdict(settings)
     resolved.update(
         task=task,
         checkpoint=ckpt,
         size=size,
-        prompts=[p.name for p in prompts],
+        prompts=[p.name for p in prompts] if pairing is None else None,
+        prompt_data=None if pairing is None else [str(d) for d in pairing.source.dirs],
         codec={"name": codec.name, "params": codec.params()},
         device=str(device),
         out=str(out),
@@ -652,7 +896,7 @@ def _json_safe(obj: Any) -> Any:
 
 def scalar_metrics(result: dict[str, Any]) -> list[tuple[str, float]]:
     """The numeric metrics of an ``evaluate`` result, for a table (lists and labels left out)."""
-    skip = {"higher_is_better", "images", "skipped", "valid_pixels", "n", "n_th", "n_st"}
+    skip = {"higher_is_better", "images", "skipped", "valid_pixels", "n", "n_th", "n_st", "classes"}
     return [
         (k, float(v))
         for k, v in result.items()

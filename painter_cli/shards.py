@@ -807,8 +807,8 @@ class ShardReader:
 
 class TaskView:
     """A shard reader seen through some samples of one task: what ``evaluate`` reads
-    (``tasks``, ``codec``, ``indices``, ``reader[i]``, ``dirs``), so its queries (prompt-search
-    probes, eval's suite queries) are any index list of the reader."""
+    (``tasks``, ``codec``, ``indices``, ``reader[i]``, ``dirs``, groups), so its queries
+    (prompt-search probes, eval's suite queries) are any index list of the reader."""
 
     def __init__(self, reader: Any, task: str, indices: Sequence[int]):
         self.reader = reader
@@ -830,6 +830,16 @@ class TaskView:
         if task != self.task:
             raise PainterError(f"task {task!r} is not in this view (it holds {self.task!r})")
         return self._indices
+
+    def has_groups(self, task: str) -> bool:
+        return self.reader.has_groups(task)
+
+    def group_of(self, i: int) -> str | None:
+        return self.reader.group_of(int(i))
+
+    def groups(self, task: str) -> dict[str, np.ndarray]:
+        """The whole reader's groups (a view selects queries, not the samples that prompt)."""
+        return self.reader.groups(task)
 
     def __len__(self) -> int:
         return len(self._indices)

@@ -13,11 +13,15 @@ import torch
 from painter_cli import metrics as M
 from painter_cli.errors import PainterError
 from painter_cli.evaluation import (
+    EvalSettings,
+    GroupPairing,
     _scorer,
     evaluate,
+    group_prompt_indices,
     prompts_from_shards,
     resolve_task,
     restoration_variant,
+    run_eval,
 )
 from painter_cli.inference import Predictor, finish, make_prompt, output_scale
 from painter_cli.model import build_model
@@ -319,3 +323,202 @@ def test_evaluate_refuses_batch_size_zero(model, reader):
     (prompt,) = prompts_from_shards(reader, "ade20k-semseg", S)
     with pytest.raises(PainterError, match="--batch-size 0: must be >= 1"):
         evaluate(model, reader, "ade20k-semseg", [prompt], 1, batch_size=0, progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Grouped prompting, the few-shot protocol and decoding by the prompt's colours
+
+FG = {"codec": "semseg", "params": {"num_classes": 1, "base": 2, "background": True}}
+
+
+def _band(rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+    m = np.zeros((S, S), np.int64)
+    m[rows, cols] = 1
+    return m
+
+
+# Class a: rows 0:16 and rows 8:24; class b: cols 0:8 and cols 0:16; class c: one sample only.
+FSS_MASKS = {
+    ("a", "a1"): _band(rows=slice(0, 16)),
+    ("a", "a2"): _band(rows=slice(8, 24)),
+    ("c", "c1"): _band(rows=slice(0, 4)),
+    ("b", "b1"): _band(cols=slice(0, 8)),
+    ("b", "b2"): _band(cols=slice(0, 16)),
+}
+
+
+@pytest.fixture(scope="module")
+def fss(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fss")
+    rng = np.random.default_rng(1)
+    codec = get_codec(FG["codec"], **FG["params"])
+    with ShardWriter(root, tasks={"fss": FG}, split="test", shard_size=2) as writer:
+        for (group, sid), mask in FSS_MASKS.items():
+            image = _photo(rng, S, S)
+            writer.add(Sample(sid, image, codec.encode(mask), group=group), "fss")
+    return ShardReader(root)
+
+
+class _Echo(Predictor):
+    """The model bypassed: every query is painted as its first prompt's target (exact colours),
+    and the prompts each query got are recorded by name."""
+
+    def __init__(self, model, size: int):
+        super().__init__(model, size=size)
+        self.seen: list[list[str]] = []
+
+    def paint_each(self, queries, prompts, ensemble="features"):
+        self.seen.extend([p.name.split(":")[1] for p in ps] for ps in prompts)
+        return torch.stack(
+            [
+                torch.from_numpy((ps[0].target_rgb.astype(np.float32) + 0.5) / 255.0).permute(
+                    2, 0, 1
+                )
+                for ps in prompts
+            ]
+        )
+
+
+def test_group_prompt_indices_are_seeded_and_never_the_query():
+    members = np.array([3, 5, 7, 9])
+    draws = {tuple(group_prompt_indices(members, 5, 1, seed, 5)) for seed in range(40)}
+    assert draws == {(3,), (7,), (9,)}  # every other member, never 5
+    assert group_prompt_indices(members, 5, 2, 0, 5) == group_prompt_indices(members, 5, 2, 0, 5)
+    assert sorted(group_prompt_indices(members, 5, 3, 0, 5)) == [3, 7, 9]
+    assert group_prompt_indices(members, 5, 4, 0, 5) is None  # only 3 others
+    assert len(group_prompt_indices(members, None, 4, 0, 5)) == 4  # prompts from other shards
+
+
+def test_fewshot_eval_by_hand(model, fss):
+    # Each query of a two-sample class is prompted by the other sample, and the echo paints that
+    # prompt's mask: class a IoU 512/1536, class b 512/1024 (tests/test_metrics.py works them out).
+    echo = _Echo(model, S)
+    pairing = GroupPairing(fss, "fss", shots=1, seed=0)
+    got = evaluate(echo, fss, "fss", [], batch_size=3, progress=False, pairing=pairing)
+    assert echo.seen == [["a2"], ["a1"], ["b2"], ["b1"]]  # c1 has no other sample of class c
+    assert got["pairing"] == {
+        "by": "group",
+        "shots": 1,
+        "seed": 0,
+        "skipped_queries": 1,
+        "skipped_groups": 1,
+    }
+    assert got["images"] == 4 and got["metric"] == "miou" and got["classes"] == 2
+    assert got["class_iou"] == pytest.approx({"a": 100 / 3, "b": 50.0})
+    assert got["miou"] == pytest.approx(100 * (1 / 3 + 1 / 2) / 2)
+    assert got["fb_iou"] == pytest.approx(45.0)
+    # decoding by the prompt's colours reads the same exact colours the same way
+    again = evaluate(
+        _Echo(model, S), fss, "fss", [], progress=False, pairing=pairing, decode="prompt"
+    )
+    assert again["miou"] == pytest.approx(got["miou"])
+
+
+def test_grouped_eval_with_the_model_pairs_within_groups_only(model, tmp_path):
+    # 3 groups x 3 samples, 2 shots: every query gets the two other samples of its group.
+    codec = get_codec(FG["codec"], **FG["params"])
+    rng = np.random.default_rng(2)
+    with ShardWriter(tmp_path, tasks={"fss": FG}, split="test", shard_size=4) as writer:
+        for k in range(9):
+            mask = _band(rows=slice(0, 4 + 2 * k))
+            writer.add(
+                Sample(f"s{k}", _photo(rng, S, S), codec.encode(mask), group=f"g{k % 3}"), "fss"
+            )
+    reader = ShardReader(tmp_path)
+
+    class Spy(Predictor):
+        seen: list = []
+
+        def paint_each(self, queries, prompts, ensemble="features"):
+            Spy.seen.extend([p.name.split(":")[1] for p in ps] for ps in prompts)
+            return super().paint_each(queries, prompts, ensemble)
+
+    pairing = GroupPairing(reader, "fss", shots=2, seed=3)
+    got = evaluate(Spy(model, size=S), reader, "fss", [], progress=False, pairing=pairing)
+    assert got["images"] == 9 and got["pairing"]["skipped_queries"] == 0
+    for k, names in enumerate(Spy.seen):
+        assert sorted(names) == sorted(f"s{j}" for j in range(9) if j % 3 == k % 3 and j != k)
+    assert 0.0 <= got["miou"] <= 100.0 and got["classes"] == 3
+
+
+def test_decode_by_prompt_colours_in_eval(model, tmp_path):
+    # 8 classes (base 2, margin 128). The "model" paints class 2 (255, 255, 127) as
+    # (190, 255, 127): the palette's nearest is class 6 (127, 255, 127), 63 < 65 away, but among
+    # the prompt's colours (black, class 1, class 2) it is class 2.
+    spec = {"codec": "semseg", "params": {"num_classes": 8, "base": 2, "background": True}}
+    codec = get_codec(spec["codec"], **spec["params"])
+    labels = np.zeros((S, S), np.int64)
+    labels[4:12] = 1
+    labels[16:28] = 2
+    with ShardWriter(tmp_path, tasks={"seg": spec}, split="val") as writer:
+        for k in range(3):
+            writer.add(
+                Sample(f"s{k}", _photo(np.random.default_rng(k), S, S), codec.encode(labels)), "seg"
+            )
+    reader = ShardReader(tmp_path)
+    drifted = codec.encode(labels)
+    drifted[labels == 2] = (190, 255, 127)
+
+    class Drift(Predictor):
+        def paint(self, queries, prompts, ensemble="features"):
+            one = torch.from_numpy((drifted.astype(np.float32) + 0.5) / 255.0).permute(2, 0, 1)
+            return one[None].repeat(len(queries), 1, 1, 1)
+
+    (prompt,) = prompts_from_shards(reader, "seg", S)
+    by_codec = evaluate(Drift(model, size=S), reader, "seg", [prompt], progress=False)
+    by_prompt = evaluate(
+        Drift(model, size=S), reader, "seg", [prompt], progress=False, decode="prompt"
+    )
+    assert by_codec["pacc"] == pytest.approx(100 * (1 - 12 / 32))
+    assert by_prompt["pacc"] == 100.0 and by_prompt["miou"] == 100.0
+    with pytest.raises(PainterError, match="applies to segmentation"):
+        depth = _depth_reader(tmp_path)
+        evaluate(model, depth, "nyuv2-depth", [prompt], progress=False, decode="prompt")
+
+
+def _depth_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    with ShardWriter(
+        tmp_path / "depth", tasks={"nyuv2-depth": TASKS["nyuv2-depth"]}, split="val"
+    ) as w:
+        for sample in _samples("nyuv2-depth", rng, 1):
+            w.add(sample, "nyuv2-depth")
+    return ShardReader(tmp_path / "depth")
+
+
+def test_run_eval_pairs_by_group_by_default(tmp_path, fss):
+    out = tmp_path / "eval"
+    doc = run_eval(
+        EvalSettings(
+            task="fss",
+            data=[str(fss.dirs[0])],
+            checkpoint="painter-tiny",
+            device="cpu",
+            size=S,
+            out=str(out),
+        )
+    )
+    assert doc["settings"]["pair_by_group"] is True and doc["settings"]["prompts"] is None
+    assert doc["metrics"]["pairing"]["skipped_queries"] == 1 and doc["metrics"]["images"] == 4
+    assert (out / "metrics.json").is_file()
+    with pytest.raises(PainterError, match="--pair-by-group and --prompt both given"):
+        run_eval(
+            EvalSettings(task="fss", data=[str(fss.dirs[0])], pair_by_group=True, prompts=["x"])
+        )
+    with pytest.raises(PainterError, match="no query of task 'fss' has 2 other sample"):
+        run_eval(
+            EvalSettings(
+                task="fss", data=[str(fss.dirs[0])], checkpoint="painter-tiny", device="cpu",
+                size=S, shots=2, out=str(out),
+            )
+        )  # fmt: skip
+
+
+def test_run_eval_pair_by_group_needs_groups(tmp_path, reader):
+    with pytest.raises(PainterError, match="has no sample groups to pair prompts by"):
+        run_eval(
+            EvalSettings(
+                task="ade20k-semseg", data=[str(reader.dirs[0])], checkpoint="painter-tiny",
+                device="cpu", size=S, pair_by_group=True, out=str(tmp_path / "e"),
+            )
+        )  # fmt: skip

@@ -216,6 +216,24 @@ def test_ensembles(predictor):
     assert not torch.allclose(features, outputs, atol=1e-4)
 
 
+def test_paint_each_equals_paint_with_each_querys_own_prompts(predictor):
+    p1 = predictor.prompt(_photo(40, 30, 1), _photo(40, 30, 2))
+    p2 = predictor.prompt(_photo(40, 30, 3), _photo(40, 30, 4))
+    p3 = predictor.prompt(_photo(40, 30, 5), _photo(40, 30, 6))
+    q = torch.stack([predictor.query(_photo(20, 25, 10 + i)) for i in range(2)])
+    one = predictor.paint_each(q, [[p1], [p2]])
+    torch.testing.assert_close(one[0], predictor.paint(q[:1], [p1])[0])
+    torch.testing.assert_close(one[1], predictor.paint(q[1:], [p2])[0])
+    for ensemble in ("features", "outputs"):
+        two = predictor.paint_each(q, [[p1, p3], [p2, p3]], ensemble)
+        torch.testing.assert_close(two[0], predictor.paint(q[:1], [p1, p3], ensemble)[0])
+        torch.testing.assert_close(two[1], predictor.paint(q[1:], [p2, p3], ensemble)[0])
+    with pytest.raises(PainterError, match="same number of prompts"):
+        predictor.paint_each(q, [[p1], [p2, p3]])
+    with pytest.raises(PainterError, match="2 queries but 1 prompt lists"):
+        predictor.paint_each(q, [[p1]])
+
+
 def test_bf16_weights_paint_close_to_fp32(predictor):
     prompt = predictor.prompt(_photo(40, 30, 1), _photo(40, 30, 2))
     q = torch.stack([predictor.query(_photo(20, 25, 10))])

@@ -43,6 +43,21 @@ def eval_command(
         False, "--official-resize", help="Resize prompt targets bicubic, as the official scripts."
     ),
     seg_type: str = typer.Option(None, "--seg-type", help="SegGPT: instance or semantic."),
+    pair_by_group: bool = typer.Option(
+        None,
+        "--pair-by-group/--no-pair-by-group",
+        help="Prompt each query with other samples of its own group (class, video).",
+        show_default="on when the samples carry groups and no --prompt is given",
+    ),
+    shots: int = typer.Option(
+        1, "--shots", help="Prompts per query drawn from shards (a feature ensemble)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the per-query prompt draw."),
+    decode: str = typer.Option(
+        "codec",
+        "--decode",
+        help="Segmentation: codec (its palette) or prompt (the colours the prompt shows).",
+    ),
 ) -> None:
     """Evaluate a checkpoint on a validation split: prints the metrics and writes metrics.json."""
     from rich.table import Table
@@ -67,6 +82,10 @@ def eval_command(
         flip_test=flip_test,
         official_resize=official_resize,
         seg_type=seg_type,
+        pair_by_group=pair_by_group,
+        shots=shots,
+        seed=seed,
+        decode=decode,
     )
     doc = run_eval(settings)
     result = doc["metrics"]
@@ -78,6 +97,18 @@ def eval_command(
         table.add_row(label, f"{value:.4f}")
     console = stdout_console()
     console.print(table)
+    pairing = result.get("pairing")
+    if pairing:
+        line = (
+            f"each query prompted by {pairing['shots']} other sample(s) of its group "
+            f"(seed {pairing['seed']})"
+        )
+        if pairing["skipped_queries"]:
+            line += (
+                f"; {pairing['skipped_queries']} queries of {pairing['skipped_groups']} groups "
+                "skipped (too few samples in their group)"
+            )
+        console.print(line)
     console.print(
         f"* headline ({'higher' if result['higher_is_better'] else 'lower'} is better); "
         f"written {doc['settings']['out']}/metrics.json"

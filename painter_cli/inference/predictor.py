@@ -378,6 +378,45 @@ class Predictor:
             outs.append(pred[0, :, s:])
         return _denormalize64(torch.stack(outs))
 
+    @torch.no_grad()
+    def paint_each(
+        self,
+        queries: torch.Tensor,
+        prompts: Sequence[Sequence[Prompt]],
+        ensemble: str = "features",
+    ) -> torch.Tensor:
+        """``paint`` with prompts of their own per query: query ``i`` of the (N, 3, S, S) batch is
+        painted with ``prompts[i]`` (N lists of K prompts each, K the same for all) -> (N, 3, S, S)
+        float64 in [0, 1] units. One-prompt canvases of different queries share a forward."""
+        if len(prompts) != queries.shape[0]:
+            raise PainterError(f"{queries.shape[0]} queries but {len(prompts)} prompt lists")
+        shots = {len(p) for p in prompts}
+        if len(shots) != 1 or 0 in shots:
+            raise PainterError(f"every query needs the same number of prompts, got {sorted(shots)}")
+        if ensemble not in ENSEMBLES:
+            raise PainterError(f"--ensemble {ensemble}: expected one of {', '.join(ENSEMBLES)}")
+        k = shots.pop()
+        for ps in prompts:
+            for p in ps:
+                self.check_prompt(p)
+        queries = queries.to(self.device)
+        s = self.size
+        if k == 1 or ensemble == "outputs":
+            total = None
+            for j in range(k):
+                parts = [
+                    self.canvas(ps[j], q[None]) for ps, q in zip(prompts, queries, strict=True)
+                ]
+                imgs, tgts, mask = (torch.cat([part[t] for part in parts]) for t in range(3))
+                pred = self._forward(imgs, tgts, mask)[:, :, s:]
+                total = pred if total is None else total + pred
+            return _denormalize64(total / k)
+        outs = []
+        for ps, q in zip(prompts, queries, strict=True):
+            imgs, tgts, mask = self._ensemble_canvas(ps, q)
+            outs.append(self._forward(imgs, tgts, mask, feature_ensemble=True)[0, :, s:])
+        return _denormalize64(torch.stack(outs))
+
     def _ensemble_canvas(self, prompts: Sequence[Prompt], query: torch.Tensor):
         """P canvases (one per prompt) of the same query: (P, 3, 2S, S) x2 and mask (P, L)."""
         parts = [self.canvas(p, query[None]) for p in prompts]
