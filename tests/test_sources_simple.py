@@ -100,6 +100,49 @@ def test_pairs_custom_task_from_folders_and_from_json(tmp_path):
     np.testing.assert_array_equal(samples2["images/img1"]["target"], truth["img1"][1])
 
 
+def test_pairs_groups_from_sub_folders(tmp_path):
+    root = tmp_path / "p"
+    cats = make_pairs(root / "cats", n=2, seed=1)
+    dogs = make_pairs(root / "dogs", n=2, seed=2)
+    # the layout --groups folders reads: images/<group>/ and targets/<group>/
+    for group in ("cats", "dogs"):
+        for kind in ("images", "targets"):
+            (root / kind).mkdir(exist_ok=True)
+            (root / group / kind).rename(root / kind / group)
+    save_png(root / "images" / "loose.png", np.zeros((16, 20, 3), np.uint8))  # in no group
+    (root / "targets" / "dogs" / "img1.png").unlink()  # a counted skip
+    opts = {"task": "seg", "codec": "semseg", "codec_params": {"num_classes": 5}}
+    s = encode_dataset("pairs", root, tmp_path / "out", options={**opts, "groups": "folders"})
+    assert s.samples == 3 and s.skipped[0][0].endswith("targets/dogs/img1.png")
+    r, samples = _read_all(tmp_path / "out")
+    assert [r.sample_id(i) for i in range(len(r))] == ["cats/img0", "cats/img1", "dogs/img0"]
+    assert [r.group_of(i) for i in range(len(r))] == ["cats", "cats", "dogs"]
+    assert r.task_info("seg")["groups"] == {"cats": 2, "dogs": 1}
+    np.testing.assert_array_equal(samples["dogs/img0"]["target"], dogs["img0"][1])
+    np.testing.assert_array_equal(samples["cats/img1"]["image"], cats["img1"][0])
+    # without --groups the same tree has no images directly under images/ but loose.png
+    assert encode_dataset("pairs", root, tmp_path / "flat", options=opts).skipped
+    assert not ShardReader(tmp_path / "flat").has_groups("seg")
+
+    # JSON: an entry's own group, else (with --groups folders) its image's folder
+    pairs = [
+        {"image_path": "images/cats/img0.jpg", "target_path": "targets/cats/img0.png"},
+        {
+            "image_path": "images/dogs/img0.jpg",
+            "target_path": "targets/dogs/img0.png",
+            "group": "pets",
+        },
+    ]
+    (root / "list.json").write_text(json.dumps(pairs))
+    both = {**opts, "json": "list.json"}
+    encode_dataset("pairs", root, tmp_path / "j1", options=both)
+    assert [ShardReader(tmp_path / "j1").group_of(i) for i in range(2)] == [None, "pets"]
+    encode_dataset("pairs", root, tmp_path / "j2", options={**both, "groups": "folders"})
+    assert [ShardReader(tmp_path / "j2").group_of(i) for i in range(2)] == ["cats", "pets"]
+    with pytest.raises(PainterError, match="--groups 'classes': expected 'folders'"):
+        get_source("pairs", root, **opts, groups="classes")
+
+
 def test_pairs_bad_inputs(tmp_path):
     make_pairs(tmp_path / "p", n=2)
     with pytest.raises(PainterError, match="--task"):

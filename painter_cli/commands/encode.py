@@ -45,6 +45,12 @@ def encode(
     json_list: str = typer.Option(
         None, "--json", help="pairs: a pair-list JSON.", rich_help_panel=_SRC
     ),
+    groups: str = typer.Option(
+        None,
+        "--groups",
+        help="pairs: 'folders' = each sub-folder of images/ and targets/ is a group.",
+        rich_help_panel=_SRC,
+    ),
     copies: int = typer.Option(
         None, "--copies", help="coco-instance: augmented copies.", rich_help_panel=_SRC
     ),
@@ -95,6 +101,7 @@ def encode(
         "task": task,
         "codec": codec,
         "json": json_list,
+        "groups": groups,
         "copies": copies,
         "seed": seed,
         "boxes": boxes,

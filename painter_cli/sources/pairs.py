@@ -6,6 +6,11 @@ pair-list format ``[{"image_path", "target_path", ...}]`` instead, paths relativ
 are stored as is: they must convert to RGB (as ``predict`` reads them), have the image's size and
 hold only what their codec paints (``Codec.check_target``; e.g. a ``semseg`` target only black and
 its class colours); a pair failing that is skipped and listed in ``skipped.txt`` with the reason.
+
+``--groups folders`` gives every sample a group (a class, a video, a concept: what its prompt must
+share with it): the layout is then ``ROOT/images/<group>/<stem>.*`` + ``ROOT/targets/<group>/
+<stem>.*`` (sample id ``<group>/<stem>``), or with ``--json`` the folder holding each
+``image_path``. A JSON entry's own ``"group"`` string is its group in any case.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ class PairsSource(Source):
     name = "pairs"
     layout = (
         "ROOT/images/<stem>.{jpg,png,...} + ROOT/targets/<stem>.{png,...} (same stem, same size), "
-        "or --json LIST.json: [{image_path, target_path}] relative to ROOT"
+        "or --json LIST.json: [{image_path, target_path[, group]}] relative to ROOT; "
+        "--groups folders: ROOT/{images,targets}/<group>/<stem>.*"
     )
     splits = ("train", "val", "test")
     option_help = {
@@ -80,6 +86,7 @@ class PairsSource(Source):
         "codec": "codec that decodes the targets, e.g. semseg, restoration (required)",
         "codec_params": "codec parameters (--codec-param KEY=VALUE)",
         "json": "a pair-list JSON instead of images/ + targets/",
+        "groups": "folders: each sub-folder of images/ (and targets/) is a group of samples",
     }
 
     def __init__(self, root: str | Path, split: str = "train", **options: Any):
@@ -92,8 +99,15 @@ class PairsSource(Source):
                 "codec": (str, None),
                 "codec_params": (dict, None),
                 "json": (str, None),
+                "groups": (str, None),
             },
         )
+        if opts["groups"] not in (None, "folders"):
+            raise PainterError(
+                f"source pairs: --groups {opts['groups']!r}: expected 'folders'",
+                hint="--groups folders reads ROOT/images/<group>/<stem>.* and targets/<group>/",
+            )
+        self._folders = opts["groups"] == "folders"
         if not opts["task"]:
             raise PainterError("source pairs needs --task NAME (the task name to write)")
         if not opts["codec"]:
@@ -107,26 +121,38 @@ class PairsSource(Source):
         json_path = opts["json"]
         if json_path is None and self.root.suffix.lower() == ".json":
             json_path, self.root = str(self.root), self.root.parent
-        self.pairs: list[tuple[str, Path, Path]] = (
+        # (sample id, image, target, group or None)
+        self.pairs: list[tuple[str, Path, Path, str | None]] = (
             self._from_json(Path(json_path)) if json_path else self._from_folders()
         )
 
-    def _from_folders(self) -> list[tuple[str, Path, Path]]:
+    def _from_folders(self) -> list[tuple[str, Path, Path, str | None]]:
         images_dir, targets_dir = self.root / "images", self.root / "targets"
-        require_dir(images_dir, "ROOT/images/<stem>.* and ROOT/targets/<stem>.*")
-        require_dir(targets_dir, "ROOT/images/<stem>.* and ROOT/targets/<stem>.*")
-        images, targets = image_files(images_dir), image_files(targets_dir)
-        orphans = sorted(set(targets) - set(images))
-        if orphans:
+        if not self._folders:
+            require_dir(images_dir, "ROOT/images/<stem>.* and ROOT/targets/<stem>.*")
+            require_dir(targets_dir, "ROOT/images/<stem>.* and ROOT/targets/<stem>.*")
+            return [(stem, i, t, None) for stem, i, t in _stem_pairs(images_dir, targets_dir)]
+        layout = "ROOT/images/<group>/<stem>.* and ROOT/targets/<group>/<stem>.*"
+        require_dir(images_dir, layout)
+        require_dir(targets_dir, layout)
+        groups = sorted(p.name for p in images_dir.iterdir() if _is_group_dir(p))
+        if not groups:
+            raise PainterError(f"{images_dir}: no group sub-folder", hint=f"expected {layout}")
+        loose = image_files(images_dir)
+        if loose:
             log.warning(
-                "%d target(s) in %s have no image (e.g. %s)", len(orphans), targets_dir, orphans[0]
+                "%d image(s) directly in %s belong to no group folder and are left out (e.g. %s)",
+                len(loose),
+                images_dir,
+                next(iter(loose.values())).name,
             )
         return [
-            (stem, path, targets.get(stem, targets_dir / f"{stem}.png"))
-            for stem, path in images.items()
+            (f"{g}/{stem}", i, t, g)
+            for g in groups
+            for stem, i, t in _stem_pairs(images_dir / g, targets_dir / g)
         ]
 
-    def _from_json(self, path: Path) -> list[tuple[str, Path, Path]]:
+    def _from_json(self, path: Path) -> list[tuple[str, Path, Path, str | None]]:
         if not path.is_absolute() and not path.exists():
             path = self.root / path
         try:
@@ -139,11 +165,17 @@ class PairsSource(Source):
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or "image_path" not in e or "target_path" not in e:
                 raise PainterError(f"{path}: entry {i} lacks image_path/target_path")
+            group = e.get("group")
+            if group is None and self._folders:
+                group = Path(e["image_path"]).parent.name or None
+            if group is not None and (not isinstance(group, str) or not group):
+                raise PainterError(f"{path}: entry {i}: group must be a non-empty string")
             out.append(
                 (
                     str(Path(e["image_path"]).with_suffix("")),
                     self.root / e["image_path"],
                     self.root / e["target_path"],
+                    group,
                 )
             )
         if len({p[0] for p in out}) != len(out):
@@ -165,7 +197,7 @@ class PairsSource(Source):
         return [str(i) for i in range(len(self.pairs))]
 
     def load(self, key: str) -> list[Sample]:
-        sid, image_path, target_path = self.pairs[int(key)]
+        sid, image_path, target_path, group = self.pairs[int(key)]
         if not target_path.is_file():
             raise SkipItem(target_path, f"target not found (for image {image_path.name})")
         codec = self.target_codec()
@@ -173,4 +205,24 @@ class PairsSource(Source):
         problem = codec.check_target(target)
         if problem:
             raise SkipItem(target_path, problem)
-        return [Sample(id=sid, image=image, target=target)]
+        return [Sample(id=sid, image=image, target=target, group=group)]
+
+
+def _is_group_dir(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".")
+
+
+def _stem_pairs(images_dir: Path, targets_dir: Path) -> list[tuple[str, Path, Path]]:
+    """``(stem, image, target)`` for every image of ``images_dir``, its target the file of the same
+    stem in ``targets_dir`` (``<stem>.png`` there when missing: a counted skip at load)."""
+    images = image_files(images_dir)
+    targets = image_files(targets_dir) if targets_dir.is_dir() else {}
+    orphans = sorted(set(targets) - set(images))
+    if orphans:
+        log.warning(
+            "%d target(s) in %s have no image (e.g. %s)", len(orphans), targets_dir, orphans[0]
+        )
+    return [
+        (stem, path, targets.get(stem, targets_dir / f"{stem}.png"))
+        for stem, path in images.items()
+    ]
