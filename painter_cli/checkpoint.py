@@ -47,6 +47,13 @@ FORMAT = "painter-checkpoint"
 FORMAT_VERSION = 1
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
+# How prompt targets are resized to the canvas (a fact of the checkpoint, ``target_resize_rule``):
+# ``codec`` nearest for discrete codecs and bicubic otherwise (``painter train``'s default);
+# ``official-train`` nearest except depth and keypoints (``data.official_target_resize``);
+# ``bicubic`` every target (the released Painter's eval scripts: PIL's default resample, how the
+# paper's numbers were measured); ``nearest`` every target (SegGPT's inference).
+TARGET_RESIZES = ("codec", "official-train", "bicubic", "nearest")
+
 # The official model code hard-codes these; a state dict cannot tell them apart.
 OFFICIAL_MERGE_INDEX = 2
 OFFICIAL_FEATURE_BLOCKS = (5, 11, 17, 23)
@@ -73,8 +80,12 @@ def save_checkpoint(
     run_config: dict | None = None,
     meta: dict | None = None,
     training_state: dict | None = None,
+    tasks: dict | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically and return its path.
+
+    ``tasks``: the tasks the model learned, ``{name: {"codec", "params", "kind",
+    "target_resize"}}`` (``task_table``), so predict and eval decode them without the shards.
 
     Everything is written into a temporary directory beside ``directory`` and renamed into place,
     so a reader never sees a half-written checkpoint; an existing checkpoint at the same path is
@@ -102,6 +113,8 @@ def save_checkpoint(
             "run": run_config or {},
             "meta": {"saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})},
         }
+        if tasks:
+            doc["tasks"] = tasks
         (tmp / CONFIG_FILE).write_text(json.dumps(doc, indent=2, default=str) + "\n")
         if training_state is not None:
             torch.save(training_state, tmp / TRAINING_STATE_FILE)
@@ -213,6 +226,61 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or "model" not in doc:
         raise PainterError(f"{ckpt / CONFIG_FILE}: not a painter checkpoint config")
     return doc
+
+
+# --------------------------------------------------------------------------------------------
+# What a checkpoint knows about its tasks
+
+
+def task_table(tasks: Any) -> dict[str, dict[str, Any]]:
+    """The task copy a run saves with its checkpoints, made once from the shard index when the run
+    starts: ``tasks`` are the training set's tasks (``name``, ``codec``, ``target_resample`` a PIL
+    filter) -> ``{name: {"codec", "params", "kind", "target_resize": "nearest"|"bicubic"}}``."""
+    from PIL import Image
+
+    return {
+        t.name: {
+            "codec": t.codec.name,
+            "params": t.codec.params(),
+            "kind": t.codec.kind,
+            "target_resize": "bicubic" if t.target_resample == Image.BICUBIC else "nearest",
+        }
+        for t in tasks
+    }
+
+
+def _config_doc(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The config.json of a checkpoint or run folder; None for presets and bare weight files."""
+    name = str(checkpoint)
+    if name in PRESETS and not Path(name).exists():
+        return None
+    if not Path(name).exists():
+        return None  # a released-weights name (painter-vit-large): resolved to its .pth elsewhere
+    ckpt = resolve_checkpoint(checkpoint)
+    return None if ckpt.is_file() else read_checkpoint_config(ckpt)
+
+
+def trained_tasks(checkpoint: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The tasks a checkpoint of ours learned (``task_table``); empty for checkpoints saved before
+    they carried it, presets and the released weights."""
+    doc = _config_doc(checkpoint)
+    tasks = (doc or {}).get("tasks") or {}
+    return tasks if isinstance(tasks, dict) else {}
+
+
+def target_resize_rule(checkpoint: str | os.PathLike, model: nn.Module) -> str:
+    """How this checkpoint's prompt targets are resized (one of ``TARGET_RESIZES``): a released
+    file (official ``.pth`` layout) as its official inference (Painter ``bicubic``, SegGPT
+    ``nearest``); a checkpoint of ours as ``painter train`` resized its targets; a preset
+    ``codec``."""
+    name = str(checkpoint)
+    if name in PRESETS and not Path(name).exists():
+        return "codec"
+    doc = _config_doc(checkpoint)
+    if doc is None:  # the released layout
+        return "nearest" if getattr(model.config, "num_type_tokens", 0) else "bicubic"
+    data = (doc.get("run") or {}).get("data") or {}
+    return "official-train" if data.get("official_target_resize") else "codec"
 
 
 # --------------------------------------------------------------------------------------------

@@ -390,7 +390,12 @@ def cpu_threads(cfg: TrainConfig) -> int:
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
-    from painter_cli.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+    from painter_cli.checkpoint import (
+        latest_checkpoint,
+        load_training_state,
+        save_checkpoint,
+        task_table,
+    )
     from painter_cli.data import StepSampler, make_loader
 
     device, rank, world, main = info.device, info.rank, info.world_size, info.is_main
@@ -409,6 +414,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
     model = build_train_model(cfg, resume_from)
     mcfg = model.config
     train_ds, val_ds = prepare_data(cfg, mcfg.img_size, mcfg.patch_size)
+    # The tasks the checkpoints carry (codec, parameters, target resize), copied from the index
+    # once, so predict/eval decode them without the shards.
+    tasks = task_table(train_ds.tasks)
     plan = make_plan(cfg, world, len(train_ds))
     if cfg.run.precision not in ("auto", "bf16", "fp32"):
         raise PainterError(f"run.precision must be auto, fp32 or bf16, got {cfg.run.precision!r}")
@@ -509,6 +517,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, info) -> RunResult:
                 run_config=to_dict(cfg),
                 meta={"step": step, "loss": loss, "epoch": step / plan.steps_per_epoch},
                 training_state=training_state,
+                tasks=tasks,
             )
             _prune_checkpoints(ckpt_root, cfg.run.keep_checkpoints)
         distributed.barrier()

@@ -59,7 +59,9 @@ from painter_cli.inference import (
     make_prompt,
     model_image_size,
     paint_panoptic,
+    prompt_resize,
     resolve_device,
+    target_resample,
     write_json,
 )
 from painter_cli.tasks.prompt_colours import repaint_by_prompt
@@ -455,13 +457,13 @@ class GroupPairing:
 
     ``source``: the reader the prompts come from (the evaluated shards themselves for the one-shot
     protocol, or train shards holding the same groups) and ``task`` its task. A query is never its
-    own prompt. ``official_resize`` as ``make_prompt``."""
+    own prompt. ``target_resize`` (nearest/bicubic; None: by the codec) as ``make_prompt``."""
 
     source: Any
     task: str
     shots: int = 1
     seed: int = 0
-    official_resize: bool = False
+    target_resize: str | None = None
 
     def __post_init__(self):
         if self.shots < 1:
@@ -493,7 +495,7 @@ class GroupPairing:
             s["target"],
             size,
             discrete=discrete,
-            official_resize=self.official_resize,
+            target_resize=self.target_resize,
             name=f"{self.task}:{s['id']}",
         )
 
@@ -710,7 +712,8 @@ class EvalSettings:
     ensemble: str = "features"
     metric_variant: str | None = None
     flip_test: bool = True
-    official_resize: bool = False
+    # auto: as the checkpoint (``checkpoint.target_resize_rule``), else one of TARGET_RESIZES
+    target_resize: str = "auto"
     seg_type: str | None = None
     pair_by_group: bool | None = None
     shots: int = 1
@@ -785,7 +788,6 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
             resolve_task(source, task),
             shots=settings.shots,
             seed=settings.seed,
-            official_resize=settings.official_resize,
         )
         if panoptic:
             raise PainterError(f"task {task!r}: a panoptic query is not prompted by its group")
@@ -815,7 +817,9 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
     size = settings.size
     if size is None:
         size = min(tensor_sizes) if tensor_sizes else default_size(model, codec.kind)
+    rule, target_mode = prompt_resize(ckpt, model, settings.target_resize, codec, task)
     if pairing is not None:
+        pairing.target_resize = target_mode
         prompts = []
     elif train is not None:
         prompts = [
@@ -826,7 +830,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
                 t,
                 size,
                 settings.shots,
-                official_resize=settings.official_resize,
+                target_resize=target_resample(rule, train.codec(t)),
             )
         ]
     else:
@@ -838,7 +842,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
                 p[2],
                 size,
                 discrete=codec.discrete,
-                official_resize=settings.official_resize,
+                target_resize=target_mode,
                 name=p[0],
             )
             for p in loaded
@@ -875,6 +879,8 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         codec={"name": codec.name, "params": codec.params()},
         device=str(device),
         out=str(out),
+        target_resize=rule,
+        prompt_target_resize=target_mode,
     )
     doc = {"metrics": _json_safe(result), "settings": resolved}
     write_json(out / "metrics.json", doc)

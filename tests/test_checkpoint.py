@@ -22,6 +22,9 @@ from painter_cli.checkpoint import (
 from painter_cli.errors import PainterError
 from painter_cli.model import build_model
 
+# The bundled model's weights: its config.json gained a task table, its weights must not change.
+BUNDLED_SHA256 = "771562ba77e395acf36dcfa2e1985354eff6ab1a3e88b4bb26291bd883941846"
+
 
 def batch():
     g = torch.Generator().manual_seed(0)
@@ -313,3 +316,53 @@ def test_plain_pickle_that_runs_code_names_what_it_references(tmp_path):
     with pytest.raises(PainterError, match=r"refused to load.*\(it references builtins\.exec\)"):
         load_model(path)
     assert not marker.exists()
+
+
+def test_target_resize_rule_is_a_fact_of_the_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from painter_cli.checkpoint import target_resize_rule, trained_tasks
+
+    painter = SimpleNamespace(config=SimpleNamespace(num_type_tokens=0))
+    seggpt = SimpleNamespace(config=SimpleNamespace(num_type_tokens=2))
+    released = tmp_path / "painter_vit_large.pth"
+    released.write_bytes(b"")  # only its name and layout matter here
+    # Released files: as their official inference (Painter's eval scripts: PIL's default bicubic;
+    # SegGPT: nearest).
+    assert target_resize_rule(released, painter) == "bicubic"
+    assert target_resize_rule(released, seggpt) == "nearest"
+    assert target_resize_rule("painter-tiny", painter) == "codec"
+    # Ours: as `painter train` resized the targets.
+    model = build_model("painter-tiny", seed=0)
+    ours = save_checkpoint(tmp_path / "ours", model, run_config={"data": {}})
+    assert target_resize_rule(ours, model) == "codec"
+    official = save_checkpoint(
+        tmp_path / "off", model, run_config={"data": {"official_target_resize": True}}
+    )
+    assert target_resize_rule(official, model) == "official-train"
+    assert trained_tasks(ours) == {} and trained_tasks(released) == {}
+    table = {"edges": {"codec": "semseg", "params": {"num_classes": 1}, "kind": "semseg"}}
+    assert trained_tasks(save_checkpoint(tmp_path / "t", model, tasks=table)) == table
+
+
+def test_bundled_model_knows_its_synthetic_tasks_and_weights_are_unchanged():
+    import hashlib
+    from importlib import resources
+
+    from painter_cli.checkpoint import trained_tasks
+
+    folder = resources.files("painter_cli") / "assets" / "models" / "bundled-tiny"
+    tasks = trained_tasks(str(folder))
+    assert sorted(tasks) == [
+        "synthetic-denoise",
+        "synthetic-depth",
+        "synthetic-derain",
+        "synthetic-instance",
+        "synthetic-keypoints",
+        "synthetic-lowlight",
+        "synthetic-semseg",
+    ]
+    assert tasks["synthetic-semseg"]["params"] == {"num_classes": 6, "base": 2, "background": True}
+    assert tasks["synthetic-semseg"]["target_resize"] == "nearest"
+    weights = (folder / "model.safetensors").read_bytes()
+    assert hashlib.sha256(weights).hexdigest() == BUNDLED_SHA256

@@ -278,16 +278,31 @@ def test_predict_refuses_bad_prompt_tensors_naming_the_file(cli_runner, setup, t
         assert not out.exists()
 
 
-def test_predict_task_accepts_synthetic_tasks_and_kinds(cli_runner, setup, tmp_path):
-    root, ckpt, prompt, queries = setup
-    for task in ("synthetic-semseg", "semseg"):
-        out = tmp_path / task
-        args = ["predict", str(queries), "-p", str(prompt), "-c", str(ckpt), "--task", task]
-        r = cli_runner.invoke(app, [*args, "--out", str(out)])
-        assert r.exit_code == 0, r.output
-        config = json.loads((out / "predict_config.json").read_text())
-        assert config["codec"]["name"] == "semseg"
-        assert config["codec"]["params"]["num_classes"] == 6
+def test_predict_task_accepts_synthetic_tasks_and_refuses_ambiguous_kinds(
+    cli_runner, setup, tmp_path
+):
+    root, ckpt, prompt, queries = setup  # a checkpoint without a task table
+    base = ["predict", str(queries), "-p", str(prompt), "-c", str(ckpt)]
+    out = tmp_path / "syn"
+    r = cli_runner.invoke(app, [*base, "--task", "synthetic-semseg", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "predict_config.json").read_text())
+    assert config["codec"]["name"] == "semseg"
+    assert config["codec"]["params"]["num_classes"] == 6
+    # "semseg" is a synthetic kind (6 classes) and a codec (any number): never guessed.
+    r = cli_runner.invoke(app, [*base, "--task", "semseg", "--out", str(tmp_path / "amb")])
+    _assert_one_line_failure(r, tmp_path / "amb", "synthetic-semseg", "the codec semseg")
+    # --codec with its parameters decodes a task the checkpoint does not know.
+    out = tmp_path / "codec"
+    extra = ["--codec", "semseg", "--codec-param", "num_classes=1", "--out", str(out)]
+    r = cli_runner.invoke(app, [*base, *extra])
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "predict_config.json").read_text())
+    assert config["codec"] == {"name": "semseg", "params": {"num_classes": 1, "base": 1}}
+    labels = np.asarray(Image.open(out / "a_labels.png"))
+    assert set(np.unique(labels)) <= {1}  # one class, black (0) is not a candidate
+    r = cli_runner.invoke(app, [*base, "--task", "depth", "--codec", "semseg"])
+    assert r.exit_code == 1 and "both given" in r.output
 
 
 def test_predict_task_codec_needing_parameters_says_which(monkeypatch):
@@ -300,3 +315,68 @@ def test_predict_task_codec_needing_parameters_says_which(monkeypatch):
         task_codec("needs-k")
     with pytest.raises(PainterError, match="--task nope: unknown task or codec"):
         task_codec("nope")
+
+
+def test_own_checkpoint_resizes_discrete_prompt_targets_nearest(cli_runner, setup, tmp_path):
+    root, ckpt, prompt, queries = setup  # ours: prompt targets resized as `painter train` did
+    codec = get_codec("ade20k-semseg")
+    labels = np.zeros((40, 36), np.int64)
+    labels[:, 18:] = 150
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    Image.fromarray(_photo(40, 36, 1)).save(pair / "image.png")
+    Image.fromarray(codec.encode(labels)).save(pair / "target.png")
+    base = ["predict", str(queries / "a.png"), "-p", str(pair), "-c", str(ckpt)]
+    base += ["--task", "ade20k-semseg"]
+    cases = [([], "codec", "nearest"), (["--target-resize", "bicubic"], "bicubic", "bicubic")]
+    cases += [(["--target-resize", "official-train"], "official-train", "nearest")]
+    for option, rule, mode in cases:
+        out = tmp_path / f"out-{rule}"
+        r = cli_runner.invoke(app, [*base, *option, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        config = json.loads((out / "predict_config.json").read_text())
+        assert (config["target_resize"], config["prompt_target_resize"]) == (rule, mode)
+    r = cli_runner.invoke(app, [*base, "--target-resize", "lanczos", "--out", str(tmp_path / "x")])
+    _assert_one_line_failure(r, tmp_path / "x", "--target-resize lanczos")
+
+
+OFFICIAL_CODECS = {
+    "depth": "nyuv2-depth",
+    "semseg": "ade20k-semseg",
+    "derain": "restoration",
+    "lol": "restoration",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(OFFICIAL_CODECS))
+def test_official_checkpoint_predicts_the_official_files(
+    cli_runner, official_inference_dir, task, tmp_path
+):
+    # The released layout gets the official protocol by default: bicubic prompt targets and the
+    # official post-processing. The model's own float arithmetic may flip a truncation, so the
+    # files agree to >= 99.9 % of values and never by more than 1 level (1 mm).
+    folder = official_inference_dir / task
+    inputs = json.loads((official_inference_dir / "manifest.json").read_text())[task]["inputs"]
+    out = tmp_path / "out"
+    args = ["predict", str(folder / inputs["query"]), "--device", "cpu", "--out", str(out)]
+    args += ["-p", f"{folder / inputs['prompt_image']}:{folder / inputs['prompt_target']}"]
+    args += [
+        "-c",
+        str(official_inference_dir / "tiny_official.pth"),
+        "--task",
+        OFFICIAL_CODECS[task],
+    ]
+    r = cli_runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "predict_config.json").read_text())
+    assert (config["target_resize"], config["prompt_target_resize"]) == ("bicubic", "bicubic")
+    rec = json.loads((out / "predictions.json").read_text())[0]
+    name = {"depth": rec["outputs"].get("depth"), "semseg": rec["painted"]}.get(
+        task, rec["outputs"].get("restored")
+    )
+    ours = np.asarray(Image.open(out / name)).astype(np.int64)
+    official = np.asarray(Image.open(folder / "official_output.png")).astype(np.int64)
+    assert ours.shape == official.shape
+    assert (ours == official).mean() >= 0.999
+    assert np.abs(ours - official).max() <= 1

@@ -370,6 +370,53 @@ def test_run_predict_writes_files_and_schema(tmp_path, model):
     assert not list(out.glob(".*.tmp"))
 
 
+def test_run_predict_decodes_by_the_prompt_colours(tmp_path, model):
+    from painter_cli.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "ckpt", model)
+    prompt = tmp_path / "prompt"
+    prompt.mkdir()
+    target = np.zeros((40, 40, 3), np.uint8)  # any colours: black, orange, blue
+    target[5:20, 5:35] = (250, 140, 20)
+    target[24:36, 10:30] = (30, 60, 220)
+    Image.fromarray(_photo(40, 40, 5)).save(prompt / "image.png")
+    Image.fromarray(target).save(prompt / "target.png")
+    Image.fromarray(_photo(21, 34, 20)).save(tmp_path / "q.png")
+    out = tmp_path / "out"
+    settings = PredictSettings(
+        queries=[str(tmp_path / "q.png")],
+        prompts=[str(prompt)],
+        checkpoint=str(ckpt),
+        out=str(out),
+        decode="prompt",
+    )
+    (rec,) = run_predict(settings)
+    colours = np.array([[0, 0, 0], [30, 60, 220], [250, 140, 20]])
+    assert rec["colours"] == colours.tolist()
+    labels = np.asarray(Image.open(out / rec["outputs"]["labels"])).astype(np.int64)
+    assert labels.shape == (21, 34) and labels.max() <= 2
+    # every pixel's label is its nearest prompt colour (L1; the PNG is truncated, 1 level/channel)
+    painted = np.asarray(Image.open(out / rec["painted"])).astype(np.int64)
+    dist = np.abs(painted[:, :, None, :] - colours[None, None]).sum(axis=-1)
+    chosen = np.take_along_axis(dist, labels[..., None], axis=-1)[..., 0]
+    assert (chosen <= dist.min(axis=-1) + 3).all()
+    overlay = np.asarray(Image.open(out / rec["outputs"]["overlay"])).astype(np.int64)
+    want = (0.5 * _photo(21, 34, 20) + 0.5 * colours[labels]).astype(np.int64)
+    assert np.abs(overlay - want).max() <= 1
+    with pytest.raises(PainterError, match="applies to segmentation"):
+        run_predict(PredictSettings(**{**settings.to_dict(), "task": "nyuv2-depth"}))
+    tensors = tmp_path / "tensors"
+    tensors.mkdir()
+    from safetensors.torch import save_file
+
+    save_file(
+        {"image": torch.zeros(3, S, S), "target": torch.zeros(3, S, S)},
+        str(tensors / "prompt.safetensors"),
+    )
+    with pytest.raises(PainterError, match="no target image to read colours from"):
+        run_predict(PredictSettings(**{**settings.to_dict(), "prompts": [str(tensors)]}))
+
+
 def test_predict_again_into_the_same_out_clears_the_earlier_run_and_shows_every_prompt(
     tmp_path, model
 ):

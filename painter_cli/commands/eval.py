@@ -39,8 +39,12 @@ def eval_command(
         show_default="from the task",
     ),
     flip_test: bool = typer.Option(True, "--flip-test/--no-flip-test", help="Keypoints flip test."),
-    official_resize: bool = typer.Option(
-        False, "--official-resize", help="Resize prompt targets bicubic, as the official scripts."
+    target_resize: str = typer.Option(
+        "auto",
+        "--target-resize",
+        help="How prompt targets are resized: auto (as the checkpoint: released Painter bicubic "
+        "as the paper's eval scripts, SegGPT nearest, ours as trained), codec, official-train, "
+        "bicubic or nearest.",
     ),
     seg_type: str = typer.Option(None, "--seg-type", help="SegGPT: instance or semantic."),
     pair_by_group: bool = typer.Option(
@@ -80,7 +84,7 @@ def eval_command(
         ensemble=ensemble,
         metric_variant=metric_variant,
         flip_test=flip_test,
-        official_resize=official_resize,
+        target_resize=target_resize,
         seg_type=seg_type,
         pair_by_group=pair_by_group,
         shots=shots,

@@ -42,6 +42,12 @@ def predict(
     seg_type: str = typer.Option(
         None, "--seg-type", help="SegGPT checkpoints: instance (default) or semantic."
     ),
+    decode: str = typer.Option(
+        "codec",
+        "--decode",
+        help="codec (the --task codec's palette) or prompt: segmentation read by the colours the "
+        "prompt targets show (labels: 0 black, then those colours by RGB).",
+    ),
 ) -> None:
     """Paint the target of every query given the prompt pair(s); writes images, decoded outputs
     and predictions.json into --out."""
@@ -62,6 +68,7 @@ def predict(
         official_resize=official_resize,
         ensemble=ensemble,
         seg_type=seg_type,
+        decode=decode,
     )
     records = run_predict(settings)
     stdout_console().print(f"painted {len(records)} queries -> {out}/predictions.json")

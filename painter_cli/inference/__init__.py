@@ -63,6 +63,7 @@ from painter_cli.inference.predictor import (
     prompt_sources,
     quantize,
     resolve_device,
+    target_resample,
     to_uint8,
 )
 from painter_cli.inference.run import (
@@ -73,6 +74,8 @@ from painter_cli.inference.run import (
     default_checkpoint,
     load_checkpoint,
     load_prompts,
+    parse_codec_params,
+    prompt_resize,
     run_predict,
 )
 
@@ -113,13 +116,16 @@ __all__ = [
     "paint_panoptic",
     "painted_uint8",
     "preview_image",
+    "parse_codec_params",
     "prompt_panels",
+    "prompt_resize",
     "prompt_sources",
     "quantize",
     "resize_float",
     "resolve_device",
     "resolve_queries",
     "run_predict",
+    "target_resample",
     "to_uint8",
     "turbo",
     "unfit_square",

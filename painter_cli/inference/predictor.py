@@ -178,15 +178,16 @@ def make_prompt(
     size: int,
     *,
     discrete: bool = False,
-    official_resize: bool = False,
+    target_resize: str | None = None,
     keep_aspect: bool = False,
     name: str = "",
+    official_resize: bool = False,
 ) -> Prompt:
     """Build a ``Prompt`` of side ``size`` from uint8 (H, W, 3) image and target of the same size.
 
-    The image is resized bicubic. The target is resized with NEAREST for a discrete codec (labels
-    must not blend into a third colour), bicubic otherwise; ``official_resize`` forces bicubic, as
-    the official eval scripts do (PIL's default resample for RGB targets, spec 5.1).
+    The image is resized bicubic. The target with ``target_resize`` (``nearest`` or ``bicubic``,
+    see ``target_resample``); None: NEAREST for a discrete codec (labels must not blend into a
+    third colour), bicubic otherwise. ``official_resize`` (older callers) means ``bicubic``.
     """
     from painter_cli.pixels import array_to_rgb
 
@@ -197,10 +198,34 @@ def make_prompt(
             f"{name or 'prompt'}: image {image.shape[1]}x{image.shape[0]} and target "
             f"{target.shape[1]}x{target.shape[0]} differ in size"
         )
-    tgt_mode = "nearest" if discrete and not official_resize else "bicubic"
+    if official_resize and target_resize is None:
+        target_resize = "bicubic"
+    tgt_mode = target_resize or ("nearest" if discrete else "bicubic")
+    if tgt_mode not in ("nearest", "bicubic"):
+        raise PainterError(f"target resize {tgt_mode!r}: expected nearest or bicubic")
     img = fit_square(image, size, "bicubic", keep_aspect)
     tgt = fit_square(target, size, tgt_mode, keep_aspect)
     return Prompt(normalize_rgb(img), normalize_rgb(tgt), name, image, target)
+
+
+# Kinds whose targets the official training resized bicubic (all others nearest, spec 9.11).
+OFFICIAL_TRAIN_BICUBIC_KINDS = frozenset({"depth", "keypoints"})
+
+
+def target_resample(rule: str, codec: Any = None) -> str:
+    """``nearest`` or ``bicubic``: how a prompt target of ``codec`` (None: unknown) is resized to
+    the canvas under a checkpoint's rule (``checkpoint.TARGET_RESIZES``)."""
+    if rule in ("nearest", "bicubic"):
+        return rule
+    if rule == "official-train":
+        return (
+            "bicubic" if getattr(codec, "kind", None) in OFFICIAL_TRAIN_BICUBIC_KINDS else "nearest"
+        )
+    if rule == "codec":
+        return "nearest" if getattr(codec, "discrete", False) else "bicubic"
+    raise PainterError(
+        f"--target-resize {rule}: expected auto, codec, official-train, bicubic or nearest"
+    )
 
 
 def model_image_size(model: torch.nn.Module) -> int:

@@ -24,6 +24,7 @@ from painter_cli.inference.outputs import (
     clear_previous,
     coco_image_id,
     prompt_panels,
+    write_labels,
     write_outputs,
 )
 from painter_cli.inference.predictor import (
@@ -74,6 +75,8 @@ class PredictSettings:
     official_resize: bool = False
     ensemble: str | None = None
     seg_type: str | None = None
+    # codec: the codec's palette; prompt: the colours the prompt targets show (segmentation)
+    decode: str = "codec"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +193,20 @@ def load_checkpoint(
     return model.to(torch.bfloat16) if precision == "bf16" else model
 
 
+def prompt_target_colours(prompts: Sequence[Prompt]) -> Any:
+    """``tasks.prompt_colours.prompt_colours`` of the prompts' target images (row 0 black, then
+    their colours sorted by (R, G, B)); a prompt given as tensors has none to read."""
+    from painter_cli.tasks.prompt_colours import prompt_colours
+
+    for p in prompts:
+        if p.target_rgb is None:
+            raise PainterError(
+                f"--decode prompt: prompt {p.name} has no target image to read colours from",
+                "prompt with an image pair (IMAGE:TARGET or a folder), not prompt tensors",
+            )
+    return prompt_colours([p.target_rgb for p in prompts])
+
+
 def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     """Run ``painter predict``: every input is checked before the model is loaded and before
     anything is written; returns the ``predictions.json`` records."""
@@ -205,9 +222,18 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
         raise PainterError(f"--precision {settings.precision}: expected fp32 or bf16")
     if settings.seg_type not in (None, "instance", "semantic"):
         raise PainterError(f"--seg-type {settings.seg_type}: expected instance or semantic")
+    if settings.decode not in ("codec", "prompt"):
+        raise PainterError(f"--decode {settings.decode}: expected codec or prompt")
     ckpt = checkpoint_or_default(settings.checkpoint)
     codec = task_codec(settings.task) if settings.task else None
     kind = codec.kind if codec is not None else None
+    by_prompt = settings.decode == "prompt"
+    if by_prompt and kind not in (None, "semseg"):
+        raise PainterError(
+            f"--decode prompt: decoding by the prompt's colours applies to segmentation; "
+            f"--task {settings.task} is a {kind} task",
+            "drop --task, or drop --decode prompt",
+        )
     out = Path(settings.out)
     check_out_folder(out)
     queries = resolve_queries(settings.queries)
@@ -253,6 +279,9 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     ]
     for p in prompts:
         predictor.check_prompt(p)
+    colours = prompt_target_colours(prompts) if by_prompt else None
+    # Black is background unless the codec leaves it unlabelled (ADE20K's "other").
+    background = codec is None or bool(getattr(codec, "background", False))
     ensemble = settings.ensemble or "features"
     pairs_shown = [prompt_panels(p) for p in prompts]
     stems = output_stems(queries)
@@ -277,7 +306,16 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
             else:
                 arr = finish(painted[j], h, w, kind, settings.keep_aspect)
             image_id = coco_image_id(stems[i], i)
-            rec = write_outputs(out, stems[i], arr, images[j], pairs_shown, codec, image_id)
+            if by_prompt:
+                from painter_cli.tasks.prompt_colours import decode_by_prompt
+
+                labels = decode_by_prompt(arr, [], background=background, colours=colours)
+                rec = write_outputs(out, stems[i], arr, images[j], pairs_shown, None, image_id)
+                shown = colours[labels]
+                rec["outputs"].update(write_labels(out, stems[i], labels, images[j], shown))
+                rec["colours"] = colours.tolist()
+            else:
+                rec = write_outputs(out, stems[i], arr, images[j], pairs_shown, codec, image_id)
             records.append({"query": str(queries[i]), **rec})
     write_json(out / "predictions.json", records)
     config = settings.to_dict()
