@@ -288,7 +288,7 @@ def test_prompt_dependence_measures_noise_and_signal():
     assert dep.r == pytest.approx(0.25 / (0.25 + 1 / 20), abs=0.08)  # halves of 20 probes
     assert dep.matters is True
     text = verdict(dep, "toy")
-    assert text.startswith("toy depends on its prompt: 300 random prompts spread")
+    assert text.startswith("toy depends on its prompt on 40 probes: 300 random prompts spread")
     assert "does not measurably depend" in verdict(probe_dependence(probe_noise), "toy")
 
 
@@ -411,8 +411,8 @@ def test_prompt_select_cli_says_what_it_searched_and_reports_ties(
     assert "all 8 candidates scored the same on the first 1 probes" in text
     assert "no best: 2 candidates tie at rmse" in text
     assert (
-        "nyuv2-depth does not measurably depend on the prompt's content: 8 random prompts spread "
-        "0.0000 against a noise of 0.0000" in text
+        "nyuv2-depth does not measurably depend on the prompt's content on 4 probes: 8 random "
+        "prompts spread 0.0000 against a noise of 0.0000" in text
     )
     assert "best " not in text.replace("no best", "")
     report = json.loads((out / "report.json").read_text())
@@ -626,7 +626,7 @@ def test_prompt_tune_says_whether_the_prompt_matters_first(world, flat_ckpt, tmp
     result = cli_runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    said = text.index("nyuv2-depth does not measurably depend on the prompt's content: 4 random")
+    said = text.index("nyuv2-depth does not measurably depend on the prompt's content on 3 probes")
     assert said < text.index("initial")
     assert "the metric's noise on these probes: 0.0000 (the task does not measurably" in text
     report = json.loads((tmp_path / "flat" / "report.json").read_text())

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class Dependence:
     noise: float
     r: float
     matters: bool | None
+    probes: int | None = None  # the queries of both halves (None: two given query sets)
 
     @property
     def ratio(self) -> float:
@@ -85,9 +86,10 @@ def split_half(per_probe: Sequence[Sequence[float]]) -> tuple[list[float], list[
 def probe_dependence(per_probe: Sequence[Sequence[float]]) -> Dependence:
     """``Dependence`` of prompts from their per-probe scores (one row a prompt, the same probes
     in each row): the two halves of the probes are the two query sets. Needs two probes."""
-    if len(per_probe) == 0 or min(len(v) for v in per_probe) < 2:
-        return Dependence(len(per_probe), math.nan, math.nan, math.nan, None)
-    return prompt_dependence(*split_half(per_probe))
+    m = min((len(v) for v in per_probe), default=0)
+    if m < 2:
+        return Dependence(len(per_probe), math.nan, math.nan, math.nan, None, m)
+    return replace(prompt_dependence(*split_half(per_probe)), probes=m)
 
 
 def verdict(dep: Dependence | dict, task: str, what: str = "random prompts") -> str:
@@ -102,11 +104,13 @@ def verdict(dep: Dependence | dict, task: str, what: str = "random prompts") -> 
         f"{d['prompts']} {what} spread {_num(d['spread'])} against a noise of {_num(d['noise'])} "
         "(one prompt on two probe halves)"
     )
+    on = f" on {d['probes']} probes" if d.get("probes") else ""
     if d["matters"]:
-        return f"{task} depends on its prompt: {numbers}, {_num(d['ratio'], 1)}x"
+        return f"{task} depends on its prompt{on}: {numbers}, {_num(d['ratio'], 1)}x"
+    more = "; more probes shrink the noise as 1/sqrt(probes)" if on else ""
     return (
-        f"{task} does not measurably depend on the prompt's content: {numbers}, within "
-        f"{SIGNAL_RATIO:g}x; a ranking of its prompts is noise"
+        f"{task} does not measurably depend on the prompt's content{on}: {numbers}, within "
+        f"{SIGNAL_RATIO:g}x; a ranking of its prompts is noise{more}"
     )
 
 
