@@ -221,9 +221,19 @@ class _SemsegScorer(_Scorer):
         # otherwise black is unlabelled and ignored.
         self.background = bool(getattr(codec, "background", False))
         self.meter = M.SemsegMeter(codec.num_classes + self.background)
+        # A one-class mask task (edges, a road) is also scored as foreground vs black, which a
+        # model painting background everywhere cannot pass (without a background class, black is
+        # ignored and its mIoU is 100 whatever it paints).
+        self.foreground = M.ForegroundMeter() if codec.num_classes == 1 else None
 
     def update(self, painted, sample, flipped):
         target = sample["target"]
+        if self.foreground is not None:
+            from painter_cli.tasks.semantic import nearest_colour
+
+            black_or_class = np.concatenate([np.zeros((1, 3), np.uint8), self.codec.colours])
+            pred_fg = nearest_colour(_as_u8(painted), black_or_class) != 0
+            self.foreground.update(pred_fg, target.max(axis=2) > 0)
         if self.background:
             gt = self.codec.decode(target).astype(np.int64)
             pred = self.codec.decode(_as_u8(painted)).astype(np.int64)
@@ -235,7 +245,13 @@ class _SemsegScorer(_Scorer):
         self.meter.update(pred, gt)
 
     def compute(self):
-        return self.meter.compute()
+        out = self.meter.compute()
+        # The class each ``iou`` entry scores (0: the background class, when the codec has one).
+        first = 0 if self.background else 1
+        out["iou_classes"] = list(range(first, first + len(out["iou"])))
+        if self.foreground is not None:
+            out.update(self.foreground.compute())
+        return out
 
 
 class _FewShotScorer(_Scorer):
@@ -523,9 +539,14 @@ def evaluate(
     cache: dict | None = None,
     pairing: GroupPairing | None = None,
     decode: str = "codec",
+    save_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Paint the first ``limit`` samples (all when None) of ``task`` in ``reader`` with ``prompts``
     and compute the task's metrics.
+
+    ``save_to``: a folder that receives every scored painting as ``painter predict`` writes it
+    (``<k>_<id>_painted.png``, a preview with its prompts, the decoded outputs, and
+    ``predictions.json`` listing them with each sample's id); an earlier run's files there go.
 
     ``prompts``: ``Prompt`` tensors (3, S, S), all of the same side S (the canvas is 2S x S); for
     a panoptic task exactly two: a coco-semseg pair, then a coco-instance pair (``ensemble`` unused).
@@ -579,7 +600,7 @@ def evaluate(
     grouped = bool(getattr(reader, "has_groups", lambda t: False)(task))
     scorer = _scorer(codec, task, metric_variant, grouped)
     # The flip test swaps COCO's left/right pairs: only for the 17 COCO keypoints.
-    flip = flip_test and codec.kind == "keypoints" and getattr(codec, "num_keypoints", 17) == 17
+    flip = flip_test and flip_applies(codec)
     indices = [int(i) for i in reader.indices(task)]
     if limit is not None:
         if limit < 1:
@@ -606,6 +627,7 @@ def evaluate(
                 f"in {', '.join(map(str, pairing.source.dirs))}",
                 "lower --shots, or prompt from shards holding these groups (--prompt-data)",
             )
+    saver = _PredictionSaver(Path(save_to), codec) if save_to is not None else None
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), max(1, batch_size))]
     if progress:
         from painter_cli.console import track
@@ -629,6 +651,8 @@ def evaluate(
             for pair, sample in zip(
                 paint_panoptic(predictor, q, prompts, sizes), samples, strict=True
             ):
+                if saver is not None:
+                    saver.save(pair, sample, prompts)
                 scorer.update(pair, sample, None)
             continue
         if pairing is not None:
@@ -645,7 +669,11 @@ def evaluate(
             arr_f = None if painted_flip is None else finish(painted_flip[j], h, w, codec.kind)
             if decode == "prompt":
                 arr = repaint_by_prompt(arr, [p.target_rgb for p in own[j]], codec)
+            if saver is not None:
+                saver.save(arr, sample, own[j])
             scorer.update(arr, sample, arr_f)
+    if saver is not None:
+        saver.finish()
     result = scorer.compute()
     headline = M.metric_for_kind(codec.kind)
     result.update(
@@ -664,6 +692,39 @@ def evaluate(
             "skipped_groups": len({reader.group_of(i) for i in skipped}),
         }
     return result
+
+
+def flip_applies(codec: Any) -> bool:
+    """Whether the keypoint flip test applies: it swaps COCO's left/right pairs, so only the 17
+    COCO keypoints."""
+    return codec.kind == "keypoints" and getattr(codec, "num_keypoints", 17) == 17
+
+
+class _PredictionSaver:
+    """``evaluate(save_to=...)``: each scored painting written as ``painter predict`` writes a
+    query's (painted image, preview, decoded outputs), named ``<k>_<sample id>``."""
+
+    def __init__(self, folder: Path, codec: Any):
+        from painter_cli.inference.outputs import clear_previous
+
+        check_out_folder(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        clear_previous(folder)
+        self.folder, self.codec = folder, codec
+        self.records: list[dict[str, Any]] = []
+
+    def save(self, painted: Any, sample: dict, prompts: Sequence[Prompt]) -> None:
+        from painter_cli.inference.outputs import prompt_panels, write_outputs
+
+        k = len(self.records)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sample["id"]))
+        pairs = [prompt_panels(p) for p in prompts]
+        rec = write_outputs(self.folder, f"{k:05d}_{safe}", painted, sample["image"], pairs,
+                            self.codec, k)  # fmt: skip
+        self.records.append({"id": str(sample["id"]), **rec})
+
+    def finish(self) -> None:
+        write_json(self.folder / "predictions.json", self.records)
 
 
 def _group_prompt(pairing: GroupPairing, cache: dict, i: int, size: int) -> Prompt:
@@ -719,6 +780,7 @@ class EvalSettings:
     shots: int = 1
     seed: int = 0
     decode: str = "codec"
+    save_predictions: str | None = None
 
 
 def run_eval(settings: EvalSettings) -> dict[str, Any]:
@@ -868,6 +930,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         flip_test=settings.flip_test,
         pairing=pairing,
         decode=settings.decode,
+        save_to=settings.save_predictions,
     )
     resolved = asdict(settings)
     resolved.update(
@@ -882,6 +945,10 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         target_resize=rule,
         prompt_target_resize=target_mode,
     )
+    # What was used rather than what was asked: the variant inferred from the task name, and the
+    # flip test only for the tasks it applies to (COCO keypoints).
+    resolved["metric_variant"] = getattr(scorer_check, "variant", None)
+    resolved["flip_test"] = bool(settings.flip_test and flip_applies(codec))
     doc = {"metrics": _json_safe(result), "settings": resolved}
     write_json(out / "metrics.json", doc)
     return doc
@@ -900,11 +967,26 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+# Per-class rows in ``scalar_metrics`` up to this many classes (ADE20K's 150 stay in the JSON).
+TABLE_CLASSES = 20
+
+
 def scalar_metrics(result: dict[str, Any]) -> list[tuple[str, float]]:
-    """The numeric metrics of an ``evaluate`` result, for a table (lists and labels left out)."""
+    """The numeric metrics of an ``evaluate`` result, for a table (labels left out), then the
+    per-class IoU (``iou class C``) of up to ``TABLE_CLASSES`` classes."""
     skip = {"higher_is_better", "images", "skipped", "valid_pixels", "n", "n_th", "n_st", "classes"}
-    return [
+    rows = [
         (k, float(v))
         for k, v in result.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip
     ]
+    per_class = result.get("class_iou")
+    if not isinstance(per_class, dict):
+        ious = result.get("iou")
+        classes = result.get("iou_classes") or range(len(ious or []))
+        per_class = dict(zip(classes, ious, strict=True)) if isinstance(ious, list) else {}
+    if 0 < len(per_class) <= TABLE_CLASSES:
+        rows += [
+            (f"iou class {c}", math.nan if v is None else float(v)) for c, v in per_class.items()
+        ]
+    return rows

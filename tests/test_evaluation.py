@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from painter_cli.evaluation import (
     resolve_task,
     restoration_variant,
     run_eval,
+    scalar_metrics,
 )
 from painter_cli.inference import Predictor, finish, make_prompt, output_scale
 from painter_cli.model import build_model
@@ -181,6 +183,43 @@ def test_perfect_predictions_score_perfectly(reader):
     assert math.isinf(_perfect(reader, "sidd-denoise")["psnr"])
     assert _perfect(reader, "pose")["ap"] == pytest.approx(100.0)
     assert _perfect(reader, "inst")["ap"] == pytest.approx(100.0)
+
+
+def test_one_class_mask_task_scores_foreground_against_the_all_background_baseline():
+    # An edge task: 1 edge pixel in each row of 5. Painting black everywhere scores mIoU 100
+    # (black is unlabelled without a background class) but foreground IoU 0, and its pixel
+    # accuracy is the all-background baseline 80.
+    codec = get_codec("semseg", num_classes=1)
+    target = codec.encode(np.array([[0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]))
+    sample = {"target": target}
+    collapsed = _scorer(codec, "edges", None)
+    collapsed.update(np.zeros((2, 5, 3)), sample, None)
+    got = collapsed.compute()
+    assert got["miou"] == pytest.approx(100.0) and got["iou_classes"] == [1]
+    assert got["fg_iou"] == 0.0 and got["fg_f1"] == 0.0
+    assert got["fg_pacc"] == pytest.approx(80.0) and got["all_bg_pacc"] == pytest.approx(80.0)
+    # Painting both edges plus one wrong pixel (a near-white 250 counts as the class colour):
+    # TP 2, FP 1, FN 0 -> IoU 2/3, F1 4/5.
+    painted = target.astype(np.float64)
+    painted[0, 4] = 250.0
+    better = _scorer(codec, "edges", None)
+    better.update(painted, sample, None)
+    got = better.compute()
+    assert got["fg_iou"] == pytest.approx(200 / 3) and got["fg_f1"] == pytest.approx(80.0)
+    assert got["fg_pacc"] == pytest.approx(90.0) and got["all_bg_pacc"] == pytest.approx(80.0)
+    # With a background class the per-class IoU covers class 0 (background) and 1.
+    bg = get_codec(FG["codec"], **FG["params"])
+    scorer = _scorer(bg, "edges", None)
+    scorer.update(painted, {"target": target}, None)
+    got = scorer.compute()
+    assert got["iou_classes"] == [0, 1] and got["iou"] == pytest.approx([700 / 8, 200 / 3])
+    assert got["fg_iou"] == pytest.approx(200 / 3)
+    rows = dict(scalar_metrics(got))
+    assert rows["iou class 0"] == pytest.approx(87.5) and rows["iou class 1"] == pytest.approx(
+        200 / 3
+    )
+    assert rows["fg_f1"] == pytest.approx(80.0) and rows["all_bg_pacc"] == pytest.approx(80.0)
+    assert not any(name.startswith("iou class") for name, _ in scalar_metrics({"iou": [1.0] * 21}))
 
 
 def test_resolve_task(reader):
@@ -512,6 +551,38 @@ def test_run_eval_pairs_by_group_by_default(tmp_path, fss):
                 size=S, shots=2, out=str(out),
             )
         )  # fmt: skip
+
+
+def test_run_eval_records_what_was_used_and_saves_the_predictions(tmp_path, reader):
+    # metrics.json said metric_variant null when the variant was inferred, and flip_test true
+    # for tasks without a flip test; --save-predictions writes the scored paintings.
+    out, saved = tmp_path / "eval", tmp_path / "painted"
+    saved.mkdir()
+    (saved / "00000_old_labels.png").write_bytes(b"stale")
+    (saved / "predictions.json").write_text('[{"painted": "00000_old_labels.png"}]')
+    doc = run_eval(
+        EvalSettings(
+            task="sidd-denoise", data=[str(reader.dirs[0])], prompt_data=[str(reader.dirs[0])],
+            checkpoint="painter-tiny", device="cpu", size=S, out=str(out), limit=2,
+            save_predictions=str(saved),
+        )
+    )  # fmt: skip
+    assert doc["settings"]["metric_variant"] == "sidd" and doc["settings"]["flip_test"] is False
+    assert doc["metrics"]["variant"] == "sidd"
+    records = json.loads((saved / "predictions.json").read_text())
+    assert [r["id"] for r in records] == ["sidd-denoise-0", "sidd-denoise-1"]
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "00000_sidd-denoise-0_painted.png",
+        "00000_sidd-denoise-0_preview.png",
+        "00000_sidd-denoise-0_restored.png",
+        "00001_sidd-denoise-1_painted.png",
+        "00001_sidd-denoise-1_preview.png",
+        "00001_sidd-denoise-1_restored.png",
+        "predictions.json",
+    ]
+    from PIL import Image
+
+    assert Image.open(saved / records[1]["painted"]).size == (30, 26)  # W x H of sample 1
 
 
 def test_run_eval_pair_by_group_needs_groups(tmp_path, reader):

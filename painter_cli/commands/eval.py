@@ -62,6 +62,11 @@ def eval_command(
         "--decode",
         help="Segmentation: codec (its palette) or prompt (the colours the prompt shows).",
     ),
+    save_predictions: str = typer.Option(
+        None,
+        "--save-predictions",
+        help="Also write every scored painting (as predict does) into this folder.",
+    ),
 ) -> None:
     """Evaluate a checkpoint on a validation split: prints the metrics and writes metrics.json."""
     from rich.table import Table
@@ -90,6 +95,7 @@ def eval_command(
         shots=shots,
         seed=seed,
         decode=decode,
+        save_predictions=save_predictions,
     )
     doc = run_eval(settings)
     result = doc["metrics"]
