@@ -38,7 +38,7 @@ from painter_cli.defaults import (  # noqa: E402
     ensure_suite,
     suite_tasks,
 )
-from painter_cli.sources.synthetic import generate  # noqa: E402
+from painter_cli.sources.synthetic import SYNTHETIC_TASKS, generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_REF = ROOT / "tests" / "data" / "bundled_depth_painted.npy"
@@ -58,6 +58,12 @@ def save_png(array: np.ndarray, path: Path) -> None:
     tmp.replace(path)
 
 
+def _prompted(tasks: list[str]) -> list[str]:
+    """The tasks that get a bundled prompt: all but grouped ones (synthetic-segment has no single
+    right prompt), each once."""
+    return [t for t in dict.fromkeys(tasks) if not SYNTHETIC_TASKS[t].grouped]
+
+
 def select_prompts(checkpoint: str) -> dict[str, int]:
     """The train index ``painter prompt-select`` picks for each in-domain task."""
     import tempfile
@@ -67,7 +73,7 @@ def select_prompts(checkpoint: str) -> dict[str, int]:
     suite = ensure_suite()
     chosen = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for task in suite_tasks("train"):
+        for task in _prompted(suite_tasks("train")):
             settings = SelectSettings(
                 task=task,
                 data=[str(suite / "train")],
@@ -89,7 +95,7 @@ def write_prompts(chosen: dict[str, int] | None = None) -> dict[str, str]:
     """Write prompts/ and examples/; returns task -> the prompt's sample id."""
     chosen = chosen or {}
     ids = {}
-    for task in suite_tasks("train") + suite_tasks("ood"):
+    for task in _prompted(suite_tasks("train") + suite_tasks("ood")):
         split, index = ("train", PROMPT_INDEX) if task in suite_tasks("train") else ("ood", 0)
         index = chosen.get(task, index)
         s = generate(task, index, split=split, size=SUITE_SIZE, seed=SUITE_SEED)
