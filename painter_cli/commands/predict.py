@@ -20,8 +20,8 @@ def predict(
     task: str = typer.Option(
         None,
         "--task",
-        help="Decode the painted output: a synthetic task or kind (synthetic-semseg, semseg) "
-        "or a codec name.",
+        help="Decode the painted output: a task the checkpoint learned (name or kind), a synthetic "
+        "task or a codec without parameters.",
     ),
     out: str = typer.Option("predictions", "--out", "-o", help="Output folder."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", help="Queries per forward."),
@@ -33,8 +33,18 @@ def predict(
     keep_aspect: bool = typer.Option(
         False, "--keep-aspect", help="Pad to square instead of stretching; crop the result back."
     ),
-    official_resize: bool = typer.Option(
-        False, "--official-resize", help="Resize prompt targets bicubic, as the official scripts."
+    target_resize: str = typer.Option(
+        "auto",
+        "--target-resize",
+        help="How prompt targets are resized: auto (as the checkpoint: released Painter bicubic "
+        "as the paper's eval scripts, SegGPT nearest, ours as trained), codec, official-train, "
+        "bicubic or nearest.",
+    ),
+    codec: str = typer.Option(
+        None, "--codec", help="Decode with this codec (a task the checkpoint does not know)."
+    ),
+    codec_param: list[str] = typer.Option(
+        None, "--codec-param", help="A --codec parameter NAME=VALUE (repeat)."
     ),
     ensemble: str = typer.Option(
         None, "--ensemble", help="Several prompts: features (default) or outputs."
@@ -65,7 +75,9 @@ def predict(
         precision=precision,
         size=size,
         keep_aspect=keep_aspect,
-        official_resize=official_resize,
+        target_resize=target_resize,
+        codec=codec,
+        codec_params=list(codec_param) if codec_param else None,
         ensemble=ensemble,
         seg_type=seg_type,
         decode=decode,

@@ -3,6 +3,8 @@ written atomically, ``predictions.json`` and ``predict_config.json`` last."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,6 +43,7 @@ from painter_cli.inference.predictor import (
     paint_panoptic,
     prompt_sources,
     resolve_device,
+    target_resample,
 )
 
 log = logging.getLogger(__name__)
@@ -72,11 +75,14 @@ class PredictSettings:
     precision: str = "fp32"
     size: int | None = None
     keep_aspect: bool = False
-    official_resize: bool = False
+    # auto: as the checkpoint (``checkpoint.target_resize_rule``), else one of TARGET_RESIZES
+    target_resize: str = "auto"
     ensemble: str | None = None
     seg_type: str | None = None
     # codec: the codec's palette; prompt: the colours the prompt targets show (segmentation)
     decode: str = "codec"
+    codec: str | None = None
+    codec_params: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,42 +110,140 @@ def check_out_folder(out: Path) -> None:
 SYNTHETIC_SIDE = 64  # the synthetic source's default side (its keypoint codec's frame)
 
 
-def task_codec(task: str) -> Any:
-    """The codec of predict's ``--task``: a bundled synthetic task name (``synthetic-semseg``) or
-    kind (``semseg``, ``depth``...) with that task's codec parameters, else a codec name whose
-    parameters all have defaults (``nyuv2-depth``, ``coco-instance``...)."""
+def parse_codec_params(values: Sequence[str] | None) -> dict[str, Any]:
+    """``--codec-param k=v`` values -> parameters; ``v`` is read as JSON when it parses (numbers,
+    true/false, lists), else kept as a string."""
+    params: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PainterError(f"--codec-param {item}: expected NAME=VALUE (e.g. num_classes=1)")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
+
+
+def _required_params(name: str) -> list[str]:
     import inspect
 
-    from painter_cli.defaults import resolve_task
-    from painter_cli.sources.synthetic import SYNTHETIC_TASKS
-    from painter_cli.tasks import get_codec
-    from painter_cli.tasks.base import _REGISTRY, list_codecs
+    from painter_cli.tasks.base import _REGISTRY
 
-    try:
-        name = resolve_task(task, SYNTHETIC_TASKS, "the synthetic suite")
-    except PainterError:
-        name = None
-    if name is not None:
-        spec = SYNTHETIC_TASKS[name]
-        return get_codec(spec.codec, **spec.codec_params(SYNTHETIC_SIDE))
-    factory = _REGISTRY.get(task)
-    if factory is None:
-        raise PainterError(
-            f"--task {task}: unknown task or codec",
-            f"synthetic tasks: {', '.join(SYNTHETIC_TASKS)}; codecs: {', '.join(list_codecs())}",
-        )
-    required = [
+    factory = _REGISTRY[name]
+    return [
         p.name
         for p in inspect.signature(factory).parameters.values()
         if p.default is inspect.Parameter.empty
         and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
+
+
+def _trained_match(task: str, trained: dict[str, dict[str, Any]]) -> str | None:
+    """The checkpoint's task named by ``task``: its name, or a kind / codec naming exactly one."""
+    from painter_cli.defaults import task_kind
+
+    if task in trained:
+        return task
+    matches = [
+        name
+        for name, t in trained.items()
+        if task in (t.get("kind"), t.get("codec"), task_kind(name))
+    ]
+    same = {json.dumps(trained[m], sort_keys=True) for m in matches}
+    if len(matches) > 1 and len(same) > 1:  # e.g. three restoration tasks decode alike
+        raise PainterError(
+            f"--task {task} is ambiguous: the checkpoint learned {', '.join(matches)}",
+            "name the task in full",
+        )
+    return matches[0] if matches else None
+
+
+def task_codec(
+    task: str | None,
+    trained: dict[str, dict[str, Any]] | None = None,
+    codec: str | None = None,
+    codec_params: Sequence[str] | None = None,
+) -> Any:
+    """The codec that decodes predict's output (None: no decoding).
+
+    ``--codec NAME --codec-param k=v``: that codec, for a checkpoint that does not know the task.
+    ``--task``: a task the checkpoint learned (``trained``, its ``checkpoint.trained_tasks``) by
+    name, kind or codec; else a synthetic task name, a synthetic kind (``depth``...) or a codec
+    whose parameters all have defaults (``nyuv2-depth``...). A kind naming both a synthetic task
+    and a codec (``semseg``: 6 synthetic classes or any number) is an error listing both.
+    """
+    from painter_cli.defaults import resolve_task
+    from painter_cli.sources.synthetic import SYNTHETIC_TASKS
+    from painter_cli.tasks import get_codec
+    from painter_cli.tasks.base import _REGISTRY, list_codecs
+
+    if codec is not None:
+        if task:
+            raise PainterError(
+                f"--task {task} and --codec {codec} both given",
+                "--task names a task the checkpoint knows; --codec decodes any other",
+            )
+        if codec not in _REGISTRY:
+            raise PainterError(
+                f"--codec {codec}: unknown codec", f"codecs: {', '.join(list_codecs())}"
+            )
+        return get_codec(codec, **parse_codec_params(codec_params))
+    if codec_params:
+        raise PainterError("--codec-param without --codec", "pass --codec NAME too")
+    if not task:
+        return None
+    trained = trained or {}
+    name = _trained_match(task, trained)
+    if name is not None:
+        entry = trained[name]
+        return get_codec(entry["codec"], **(entry.get("params") or {}))
+    synthetic = None
+    with contextlib.suppress(PainterError):
+        synthetic = resolve_task(task, SYNTHETIC_TASKS, "the synthetic suite")
+    if synthetic is not None and synthetic != task and task in _REGISTRY:
+        raise PainterError(
+            f"--task {task} is ambiguous: the synthetic task {synthetic} or the codec {task}",
+            f"name the task (--task {synthetic}) or the codec with its parameters "
+            f"(--codec {task} --codec-param NAME=VALUE)",
+        )
+    if synthetic is not None:
+        spec = SYNTHETIC_TASKS[synthetic]
+        return get_codec(spec.codec, **spec.codec_params(SYNTHETIC_SIDE))
+    if task not in _REGISTRY:
+        known = f"; this checkpoint's tasks: {', '.join(trained)}" if trained else ""
+        raise PainterError(
+            f"--task {task}: unknown task or codec",
+            f"synthetic tasks: {', '.join(SYNTHETIC_TASKS)}; codecs: {', '.join(list_codecs())}"
+            f"{known}",
+        )
+    required = _required_params(task)
     if required:
         raise PainterError(
             f"--task {task} needs parameters: {', '.join(required)}",
-            "name a task instead (e.g. synthetic-semseg) or a codec without parameters",
+            f"pass --codec {task} --codec-param {required[0]}=VALUE, or name a task "
+            "(e.g. synthetic-semseg)",
         )
     return get_codec(task)
+
+
+def prompt_resize(
+    checkpoint: str, model: torch.nn.Module, option: str, codec: Any, task: str | None = None
+) -> tuple[str, str]:
+    """``(rule, mode)``: how prompt targets are resized (``checkpoint.TARGET_RESIZES``) and what
+    that means for ``codec`` (nearest/bicubic). ``option`` ``auto`` follows the checkpoint (a
+    task it learned: as it was trained), anything else overrides it."""
+    from painter_cli.checkpoint import TARGET_RESIZES, target_resize_rule, trained_tasks
+
+    if option == "auto":
+        entry = trained_tasks(checkpoint).get(task or "") if task else None
+        rule = target_resize_rule(checkpoint, model)
+        if entry and entry.get("target_resize") in ("nearest", "bicubic"):
+            return rule, entry["target_resize"]
+        return rule, target_resample(rule, codec)
+    if option not in TARGET_RESIZES:
+        raise PainterError(f"--target-resize {option}: expected auto, {', '.join(TARGET_RESIZES)}")
+    return option, target_resample(option, codec)
 
 
 def load_prompts(specs: Sequence[str], codec: Any) -> list[Any]:
@@ -225,7 +329,15 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     if settings.decode not in ("codec", "prompt"):
         raise PainterError(f"--decode {settings.decode}: expected codec or prompt")
     ckpt = checkpoint_or_default(settings.checkpoint)
-    codec = task_codec(settings.task) if settings.task else None
+    if settings.target_resize != "auto":
+        target_resample(settings.target_resize)  # a bad value fails before any work
+    from painter_cli.checkpoint import trained_tasks
+
+    trained = trained_tasks(ckpt)
+    codec = task_codec(settings.task, trained, settings.codec, settings.codec_params)
+    task_name = (
+        _trained_match(settings.task, trained) if settings.task and not settings.codec else None
+    )
     kind = codec.kind if codec is not None else None
     by_prompt = settings.decode == "prompt"
     if by_prompt and kind not in (None, "semseg"):
@@ -263,15 +375,14 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     predictor = Predictor(
         model, size=size, device=device, precision=settings.precision, seg_type=settings.seg_type
     )
-    discrete = bool(getattr(codec, "discrete", False))
+    rule, target_mode = prompt_resize(ckpt, model, settings.target_resize, codec, task_name)
     prompts = [
         p
         if isinstance(p, Prompt)
         else predictor.prompt(
             p[1],
             p[2],
-            discrete=discrete,
-            official_resize=settings.official_resize,
+            target_resize=target_mode,
             keep_aspect=settings.keep_aspect,
             name=p[0],
         )
@@ -329,6 +440,8 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
         codec=None if codec is None else {"name": codec.name, "params": codec.params()},
         device=str(device),
         model=model.config.to_dict(),
+        target_resize=rule,
+        prompt_target_resize=target_mode,
     )
     write_json(out / "predict_config.json", config)
     log.info("painted %d queries into %s", len(records), out)
