@@ -540,3 +540,79 @@ def test_selectivity_meter_averages_queries():
     assert out["selectivity"] == pytest.approx(50.0) and out["queries"] == 2
     assert out["prompted"] == pytest.approx(75.0) and out["other"] == pytest.approx(25.0)
     assert M.mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 0.0
+
+
+def test_panoptic_meter_equals_panopticapi_pq_compute(tmp_path):
+    """PQ/SQ/RQ per category and overall equal the reference ``pq_compute`` on a COCO panoptic set
+    written to disk: things and stuff, a crowd region, void pixels, unmatched segments."""
+    pytest.importorskip("panopticapi.evaluation")
+    import json
+
+    from panopticapi.evaluation import pq_compute
+    from PIL import Image
+
+    from painter_cli.inference import id_to_rgb
+
+    cats = [
+        {"id": 1, "name": "person", "isthing": 1, "supercategory": "p"},
+        {"id": 2, "name": "car", "isthing": 1, "supercategory": "v"},
+        {"id": 3, "name": "sky", "isthing": 0, "supercategory": "s"},
+        {"id": 4, "name": "road", "isthing": 0, "supercategory": "s"},
+    ]
+    h, w = 40, 48
+    images, gt_anns, pred_anns = [], [], []
+    meter = M.PanopticMeter(cats)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    for image_id in (1, 2):
+        gt = np.zeros((h, w), np.int64)  # 0 = void
+        gt[:20, :] = 10  # sky
+        gt[20:, :24] = 11  # road
+        gt[24:36, 4:16] = 12  # person
+        gt[22:30, 30:44] = 13  # car
+        gt[32:40, 30:40] = 14  # crowd of persons
+        gt[0:4, 0:8] = 0  # void
+        gt_info = [
+            {"id": 10, "category_id": 3, "iscrowd": 0},
+            {"id": 11, "category_id": 4, "iscrowd": 0},
+            {"id": 12, "category_id": 1, "iscrowd": 0},
+            {"id": 13, "category_id": 2, "iscrowd": 0},
+            {"id": 14, "category_id": 1, "iscrowd": 1},
+        ]
+        pred = np.zeros((h, w), np.int64)
+        pred[:18, :] = 5  # sky, IoU > 0.5
+        pred[18:, :26] = 6  # road
+        pred[25:36, 5:17] = 7  # person, shifted
+        if image_id == 1:
+            pred[22:30, 30:44] = 8  # a car labelled person: FN car + FP person
+            pred[32:40, 30:40] = 9  # a person on the crowd region: not an FP
+            pred[0:4, 0:8] = 15  # a car on void: not an FP
+            pred[36:40, 44:48] = 16  # a stray road segment: FP
+            pred_info = [(5, 3), (6, 4), (7, 1), (8, 1), (9, 1), (15, 2), (16, 4)]
+        else:
+            pred[22:30, 31:44] = 8  # car, matched
+            pred_info = [(5, 3), (6, 4), (7, 1), (8, 2)]
+        pred_info = [{"id": i, "category_id": c} for i, c in pred_info]
+        name = f"{image_id:012d}.png"
+        Image.fromarray(id_to_rgb(gt)).save(tmp_path / "gt" / name)
+        Image.fromarray(id_to_rgb(pred)).save(tmp_path / "pred" / name)
+        images.append(
+            {"id": image_id, "file_name": name.replace(".png", ".jpg"), "height": h, "width": w}
+        )
+        for info in gt_info:
+            info.update(area=int((gt == info["id"]).sum()), bbox=[0, 0, 1, 1])
+        gt_anns.append({"image_id": image_id, "file_name": name, "segments_info": gt_info})
+        pred_anns.append({"image_id": image_id, "file_name": name, "segments_info": pred_info})
+        meter.update(pred, pred_info, gt, gt_info)
+    gt_json, pred_json = tmp_path / "gt.json", tmp_path / "pred.json"
+    gt_json.write_text(json.dumps({"images": images, "annotations": gt_anns, "categories": cats}))
+    pred_json.write_text(json.dumps({"annotations": pred_anns}))
+    ref = pq_compute(str(gt_json), str(pred_json), str(tmp_path / "gt"), str(tmp_path / "pred"))
+    ours = meter.compute()
+    for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
+        for key in ("pq", "sq", "rq"):
+            assert ours[key + suffix] == pytest.approx(100 * ref[group][key], abs=1e-9)
+    for cat, row in ref["per_class"].items():
+        for key in ("pq", "sq", "rq"):
+            assert ours["per_class"][int(cat)][key] == pytest.approx(100 * row[key], abs=1e-9)
+    assert 0 < ours["pq"] < 100  # the set exercises matches and misses
