@@ -50,8 +50,8 @@ class TaskOptions:
     # Repaint both targets of a canvas through one random colour mapping (SegGPT); segmentation
     # (semseg-kind) codecs only.
     recolor: bool = False
-    # Loss weight of the target's foreground (non-black) pixels; "auto": (1 - f) / f clipped to
-    # [1, 10], f = the task's measured foreground fraction. 1: the official loss.
+    # Loss weight of the target's foreground (non-black) pixels; "auto": sqrt((1 - f) / f)
+    # clipped to [1, 10], f = the task's measured foreground fraction. 1: the official loss.
     fg_weight: float | str = 1.0
     # Share of the prompt's (top) target patches masked as well (and so predicted) in training.
     prompt_mask: float = 0.0

@@ -118,11 +118,13 @@ def foreground_fraction(reader, indices: np.ndarray, samples: int = AUTO_FG_SAMP
 
 
 def auto_fg_weight(fraction: float) -> float:
-    """``fg_weight = "auto"``: (1 - f) / f clipped to [1, 10], f the foreground fraction. With
-    it the foreground weighs about as much as the background in the loss (f = 0.2: 4)."""
+    """``fg_weight = "auto"``: sqrt((1 - f) / f) clipped to [1, 10], f the foreground fraction
+    (f = 0.2: 2). The square root goes half-way (in log) to the weight that makes foreground and
+    background weigh the same, (1 - f) / f: on the edge task of ``bench/sparse.py`` (f = 0.18)
+    the full weight 4.7 painted 57 % of the pixels as edge (edge IoU 28), weight 2 scored 41."""
     if fraction <= 0:
         return AUTO_FG_MAX
-    return float(np.clip((1.0 - fraction) / fraction, 1.0, AUTO_FG_MAX))
+    return float(np.clip(math.sqrt((1.0 - fraction) / fraction), 1.0, AUTO_FG_MAX))
 
 
 def rrc_box(

@@ -397,9 +397,10 @@ def _mask_shards(out):
 
 
 def test_auto_fg_weight_formula():
-    assert auto_fg_weight(0.25) == 3.0  # (1 - 0.25) / 0.25
-    assert auto_fg_weight(0.2) == pytest.approx(4.0)
-    assert (auto_fg_weight(0.6), auto_fg_weight(0.02), auto_fg_weight(0.0)) == (1.0, 10.0, 10.0)
+    assert auto_fg_weight(0.2) == pytest.approx(2.0)  # sqrt((1 - 0.2) / 0.2)
+    assert auto_fg_weight(0.1) == pytest.approx(3.0)
+    assert auto_fg_weight(0.25) == pytest.approx(1.7320508)  # sqrt(3)
+    assert (auto_fg_weight(0.6), auto_fg_weight(0.005), auto_fg_weight(0.0)) == (1.0, 10.0, 10.0)
 
 
 def test_fg_weight_multiplies_valid_on_the_targets_foreground(tmp_path):
@@ -415,9 +416,10 @@ def test_fg_weight_multiplies_valid_on_the_targets_foreground(tmp_path):
         return ds, item["valid"].numpy().transpose(1, 2, 0), fg
 
     ds, valid, fg = valid_and_fg("auto")
-    assert ds.fg_weights == {"edge": 3.0}
+    w = ds.fg_weights["edge"]
+    assert w == pytest.approx(1.7320508)  # f = 0.25: sqrt(3)
     assert 0 < fg.mean() < 1
-    assert (valid[fg] == 3.0).all() and (valid[~fg] == 1.0).all()
+    assert (valid[fg] == np.float32(w)).all() and (valid[~fg] == 1.0).all()
     _, valid, fg = valid_and_fg(2.5)
     assert (valid[fg] == 2.5).all() and (valid[~fg] == 1.0).all()
     _, valid, _ = valid_and_fg(1.0)
