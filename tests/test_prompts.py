@@ -31,7 +31,6 @@ from painter_cli.prompts import (
     resolve_objective,
     retrieve,
     select_prompts,
-    split_half,
     split_indices,
     successive_halving,
     verdict,
@@ -250,26 +249,46 @@ def test_select_reports_ties_as_ties(world, tmp_path):
 
 
 def test_prompt_dependence_literal_values():
+    # 3 prompts x 2 probes: prompt means (1.5, 3.5, 7) -> spread sqrt(15.5 / 2); residuals
+    # (+-0.5, +-0.5, -+1) -> noise^2 = 3 / (2 * 1) / 2 = 0.75, the one halving's var(a - b) / 4
+    dep = probe_dependence([[1, 2], [3, 4], [5, 9]])
+    assert (dep.prompts, dep.probes) == (3, 2)
+    assert dep.spread == pytest.approx(math.sqrt(7.75))
+    assert dep.noise == pytest.approx(math.sqrt(0.75))
+    assert np.var([1 - 2, 3 - 4, 5 - 9], ddof=1) / 4 == pytest.approx(0.75)
+    assert dep.r == pytest.approx((7.75 - 0.75) / (7.75 + 0.75))
+    assert dep.ratio == pytest.approx(math.sqrt(7.75 / 0.75)) and dep.matters is True
+    # a probe with a NaN score in any row is left out
+    nan = float("nan")
+    assert probe_dependence([[1, 2, nan], [3, 4, 0], [5, 9, 0]]) == dep
+    # a probe that is hard for every prompt is not noise; equal prompts do not matter
+    assert probe_dependence([[1, 5], [2, 6], [3, 7]]).noise == 0
+    flat = probe_dependence([[1, 5], [1, 5], [1, 5]])
+    assert (flat.spread, flat.noise, flat.matters) == (0.0, 0.0, False)
+    # too few prompts or probes: no verdict
+    assert probe_dependence([[1, 2], [3, 4]]).matters is None
+    assert probe_dependence([[1.0], [2.0], [3.0]]).matters is None
+    # two given query sets: noise from the difference, r observed
     # a = (0, 2, 4, 6), b = (1, 1, 5, 5): (a + b) / 2 = (0.5, 1.5, 4.5, 5.5), sd sqrt(17/3);
     # d = a - b = (-1, 1, -1, 1), sd sqrt(4/3), noise half of it; r = 16 / sqrt(20 * 16)
     dep = prompt_dependence([0, 2, 4, 6], [1, 1, 5, 5])
-    assert dep.prompts == 4
     assert dep.spread == pytest.approx(math.sqrt(17 / 3))
     assert dep.noise == pytest.approx(math.sqrt(4 / 3) / 2)
-    assert dep.r == pytest.approx(16 / math.sqrt(320))
-    assert dep.ratio == pytest.approx(math.sqrt(17))
-    assert dep.matters is True
-    # the halves rank the prompts in reverse: no spread of the mean, all noise
-    dep = prompt_dependence([1, 2, 3], [3, 2, 1])
-    assert (dep.spread, dep.noise, dep.r, dep.matters) == (0.0, pytest.approx(1.0), -1.0, False)
-    # a shift common to all prompts (a harder half) is not noise
-    dep = prompt_dependence([1, 2, 3], [1.5, 2.5, 3.5])
-    assert dep.noise == 0 and dep.matters is True
-    # two prompts: no verdict; NaN scores are left out
-    assert prompt_dependence([1, 2], [1, 2]).matters is None
+    assert dep.r == pytest.approx(16 / math.sqrt(320)) and dep.matters is True
+    assert prompt_dependence([1, 2, 3], [3, 2, 1]).matters is False
     assert prompt_dependence([1, 2, float("nan")], [1, 2, 3]).prompts == 2
-    assert split_half([[1, 2, 3, 4], [5, 7, 5, 9]]) == ([2.0, 5.0], [3.0, 8.0])
-    assert probe_dependence([[1.0], [2.0], [3.0]]).matters is None  # one probe: no halves
+
+
+def test_probe_noise_is_the_split_half_noise_over_every_halving():
+    import itertools
+
+    table = np.random.default_rng(1).standard_t(3, size=(5, 8))  # heavy-tailed scores
+    halvings = []
+    for half in itertools.combinations(range(8), 4):
+        other = [k for k in range(8) if k not in half]
+        d = table[:, list(half)].mean(1) - table[:, other].mean(1)
+        halvings.append(np.var(d, ddof=1) / 4)
+    assert probe_dependence(table).noise ** 2 == pytest.approx(np.mean(halvings), rel=1e-12)
 
 
 def test_prompt_dependence_measures_noise_and_signal():
@@ -285,7 +304,7 @@ def test_prompt_dependence_measures_noise_and_signal():
     dep = probe_dependence(probe_noise + effect)
     assert dep.spread == pytest.approx(math.sqrt(0.25 + 1 / 40), rel=0.1)
     assert dep.noise == pytest.approx(1 / math.sqrt(40), rel=0.1)
-    assert dep.r == pytest.approx(0.25 / (0.25 + 1 / 20), abs=0.08)  # halves of 20 probes
+    assert dep.r == pytest.approx(0.25 / (0.25 + 1 / 20), abs=0.08)  # two halves of 20 probes
     assert dep.matters is True
     text = verdict(dep, "toy")
     assert text.startswith("toy depends on its prompt on 40 probes: 300 random prompts spread")
@@ -378,6 +397,9 @@ def test_prompt_select_cli_with_model(world, tmp_path, cli_runner):
     assert report["best"]["score"] == min(scores)
     assert len(report["retrieval"]["queries"]) == 4
     assert "random prompts" in result.output
+    # our checkpoint: candidate prompts resized as `painter train` did (depth: bicubic)
+    settings = report["settings"]
+    assert (settings["target_resize"], settings["prompt_target_resize"]) == ("codec", "bicubic")
     # rerun: everything is cached
     again = cli_runner.invoke(app, args)
     assert again.exit_code == 0, again.output
@@ -810,3 +832,21 @@ def test_prompt_select_and_tune_every_group(world, grouped, tmp_path, cli_runner
         assert report["group"] == g and report["init"] in members[g]
         assert load_prompt_tensors(out / g / "prompt.safetensors").image.shape == (3, 32, 32)
     assert "3 prompts ->" in result.output
+
+
+def test_candidate_prompts_follow_the_checkpoints_target_resize(world):
+    from painter_cli.model import denormalize
+
+    train = ShardReader(world["train"])
+    i = int(train.indices("ade20k-semseg")[0])
+    codec = train.codec("ade20k-semseg")
+    palette = {tuple(c) for c in codec.colours.tolist()} | {(0, 0, 0)}
+
+    def colours(mode):
+        p = QueryStore(train, "ade20k-semseg", 32, target_resize=mode).pair(i)
+        rgb = denormalize(p.target[None])[0].permute(1, 2, 0).numpy() * 255
+        return {tuple(int(v) for v in c) for c in np.clip(np.round(rgb), 0, 255).reshape(-1, 3)}
+
+    assert colours(None) <= palette  # the codec's rule: a discrete target resized nearest
+    assert colours("nearest") <= palette
+    assert not colours("bicubic") <= palette  # the released Painter's: colours blend at borders

@@ -23,7 +23,6 @@ from painter_cli.prompts.dependence import (
     Dependence,
     probe_dependence,
     prompt_dependence,
-    split_half,
     verdict,
 )
 from painter_cli.prompts.files import (
@@ -123,7 +122,6 @@ __all__ = [
     "sample_id",
     "save_prompt",
     "select_prompts",
-    "split_half",
     "split_indices",
     "stack_canvases",
     "successive_halving",

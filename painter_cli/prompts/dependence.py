@@ -1,34 +1,42 @@
 """Does a task's score depend on its prompt's content? The spread of several prompts' scores
 against the metric's own noise.
 
-Each of ``n`` prompts is scored on two disjoint query sets (``a``, ``b``: the two halves of the
-probes, or tuning probes and held-out queries). For a prompt with true quality ``q``, ``a = q +
-e_a`` and ``b = q + e_b`` with independent noise of the queries drawn. Then
+``probe_dependence``: ``n`` prompts each scored on the same ``m`` probes (an (n, m) table).
 
-- ``spread``: the standard deviation over prompts of ``(a + b) / 2``, their score on both sets;
-- ``noise``: the standard deviation the metric's noise alone gives that score, from the same
-  prompt's two halves: ``sd(d - mean(d)) / 2`` with ``d = a - b`` (the mean removes a difficulty
-  shift between the sets, which moves every prompt alike and ranks none);
-- ``r``: the correlation of ``a`` and ``b`` over prompts, how consistently the sets rank them.
+- ``spread``: the standard deviation over prompts of their mean score on all probes;
+- ``noise``: the standard deviation the metric's noise alone gives such a mean: the same prompt
+  on two halves of the probes, ``sd(d) / 2`` with ``d`` the difference of its two half-means,
+  averaged (as a variance) over every way of halving the probes. That average has a closed form,
+  ``sum(E^2) / ((n - 1)(m - 1)) / m`` with ``E`` the prompt x probe residuals of the table (each
+  score minus its prompt's mean and its probe's mean plus the overall mean): a probe that is hard
+  for every prompt moves all prompts alike and ranks none, so it is not noise. One fixed halving
+  would do too, but a few outlying probes (per-query RMSE or AP are heavy-tailed) then make the
+  estimate depend on which half they fall in;
+- ``r``: the correlation over prompts two random halves of the probes are expected to have,
+  ``(spread^2 - noise^2) / (spread^2 + noise^2)``.
 
-Without a prompt effect both estimate the same number (``spread / noise`` near 1, ``r`` near 0);
-``spread / noise = sqrt((1 + r) / (1 - r))`` for equal-sized sets. A task depends on its prompt
-when ``spread > SIGNAL_RATIO * noise`` (``r`` above 0.6): with 10 prompts, noise alone gets
-there about one time in 40.
+Without a prompt effect spread and noise estimate the same number (``r`` near 0). A task depends on
+its prompt when ``spread > SIGNAL_RATIO * noise`` (``r`` above 0.38): noise alone gets there about
+one time in 50 with 10 prompts, one in 30 with 8 (``spread^2 / noise^2`` is then a chi-square of
+``n - 1`` degrees of freedom over ``n - 1``; measured by simulation, heavy-tailed scores included).
+
+``prompt_dependence(a, b)`` does the same for prompts scored on two given query sets (e.g. tuning
+probes and held-out queries, as ``bench/prompts.py``): ``noise = sd(a - b) / 2`` (the mean
+difference removed) and ``r`` the observed correlation of ``a`` and ``b``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from painter_cli.prompts.halving import json_float, nanmean
+from painter_cli.prompts.halving import json_float
 
 # spread / noise above which the prompts' scores differ by more than the metric's noise.
-SIGNAL_RATIO = 2.0
+SIGNAL_RATIO = 1.5
 # Fewer prompts than this give no estimate (a standard deviation of two values says little).
 MIN_PROMPTS = 3
 
@@ -43,7 +51,7 @@ class Dependence:
     noise: float
     r: float
     matters: bool | None
-    probes: int | None = None  # the queries of both halves (None: two given query sets)
+    probes: int | None = None  # the probes of the table (None: two given query sets)
 
     @property
     def ratio(self) -> float:
@@ -75,21 +83,24 @@ def prompt_dependence(a: Sequence[float], b: Sequence[float]) -> Dependence:
     return Dependence(n, spread, noise, r, matters)
 
 
-def split_half(per_probe: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
-    """Each prompt's mean score on the even and on the odd probes (the probes are a seeded
-    random draw, so alternate positions are two random halves)."""
-    a = [nanmean(list(v)[0::2]) for v in per_probe]
-    b = [nanmean(list(v)[1::2]) for v in per_probe]
-    return a, b
-
-
 def probe_dependence(per_probe: Sequence[Sequence[float]]) -> Dependence:
-    """``Dependence`` of prompts from their per-probe scores (one row a prompt, the same probes
-    in each row): the two halves of the probes are the two query sets. Needs two probes."""
-    m = min((len(v) for v in per_probe), default=0)
-    if m < 2:
-        return Dependence(len(per_probe), math.nan, math.nan, math.nan, None, m)
-    return replace(prompt_dependence(*split_half(per_probe)), probes=m)
+    """``Dependence`` of prompts from their per-probe scores: one row a prompt, the same probes in
+    every row (a probe with a non-finite score in any row is left out). Needs two probes."""
+    table = np.asarray([list(map(float, v)) for v in per_probe], np.float64).reshape(
+        len(per_probe), -1
+    )
+    table = table[:, np.isfinite(table).all(axis=0)]
+    n, m = table.shape
+    if n < 2 or m < 2:
+        return Dependence(n, math.nan, math.nan, math.nan, None, m)
+    means = table.mean(axis=1)
+    residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
+    noise = math.sqrt(float((residual**2).sum()) / ((n - 1) * (m - 1)) / m)
+    spread = float(np.std(means, ddof=1))
+    total = spread**2 + noise**2
+    r = (spread**2 - noise**2) / total if total > 0 else math.nan
+    matters = None if n < MIN_PROMPTS else bool(spread > SIGNAL_RATIO * noise)
+    return Dependence(n, spread, noise, r, matters, m)
 
 
 def verdict(dep: Dependence | dict, task: str, what: str = "random prompts") -> str:
