@@ -72,9 +72,7 @@ def random_palette(n: int, rng: np.random.Generator, margin: int | None = None) 
 def target_colours(targets: Sequence[np.ndarray]) -> np.ndarray:
     """(U, 3) uint8 distinct non-black colours of (H, W, 3) uint8 ``targets``, sorted by
     (R, G, B)."""
-    flat = np.concatenate([_check(t).reshape(-1, 3) for t in targets])
-    colours = np.unique(flat, axis=0)
-    return colours[colours.any(axis=1)]
+    return _colours(np.unique(np.concatenate([_key(t).reshape(-1) for t in targets])))
 
 
 def recolor_pair(
@@ -84,21 +82,23 @@ def recolor_pair(
     random mapping: ``(repainted targets, colours (U, 3), new colours (U, 3))`` with
     ``colours[j]`` painted as ``new[j]`` everywhere and black kept. The U distinct non-black
     colours of all targets get ``random_palette(U, rng)`` in sorted colour order."""
-    colours = target_colours(targets)
+    keys = [_key(t).reshape(-1) for t in targets]
+    # Colours are exact values (nearest-resized targets): one sort finds every pixel's colour.
+    uniq, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    colours = _colours(uniq)
     new = random_palette(len(colours), rng)
-    if len(colours) == 0:
-        return [t.copy() for t in targets], colours, new
-    # Colours are exact values (nearest-resized targets), so a sorted key lookup finds them all.
-    ckey = _key(colours.reshape(-1, 1, 3)).reshape(-1)
-    out = []
-    for t in targets:
-        key = _key(t)
-        idx = np.searchsorted(ckey, key)
-        hit = (idx < len(ckey)) & (ckey[np.minimum(idx, len(ckey) - 1)] == key)
-        r = np.zeros_like(t)
-        r[hit] = new[idx[hit]]
-        out.append(r)
+    black = len(uniq) - len(colours)  # 1 when black (key 0, sorted first) is present
+    lut = np.concatenate([np.zeros((black, 3), np.uint8), new])
+    out, start = [], 0
+    for t, k in zip(targets, keys, strict=True):
+        out.append(lut[inverse[start : start + k.size]].reshape(t.shape))
+        start += k.size
     return out, colours, new
+
+
+def _colours(keys: np.ndarray) -> np.ndarray:
+    keys = keys[keys > 0]  # black is key 0
+    return np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
 
 
 def _check(t: np.ndarray) -> np.ndarray:
