@@ -93,7 +93,9 @@ def save_prompt(out: str | Path, prompt: Prompt) -> None:
     atomic_write(out / PROMPT_TENSORS, lambda fh: fh.write(data))
 
 
-def load_prompt(spec: str | Path, size: int, codec: Any = None) -> Prompt:
+def load_prompt(
+    spec: str | Path, size: int, codec: Any = None, target_resize: str | None = None
+) -> Prompt:
     """The first prompt of a ``--prompt`` folder or ``IMAGE:TARGET`` at side ``size``
     (``prompt.safetensors`` when present, used exactly)."""
     src = prompt_sources(str(spec))
@@ -109,4 +111,11 @@ def load_prompt(spec: str | Path, size: int, codec: Any = None) -> Prompt:
         return prompt
     image, target = load_image(first[0]), load_target(first[1], codec)
     discrete = bool(getattr(codec, "discrete", False))
-    return make_prompt(image, target, size, discrete=discrete, name=f"{first[0]}:{first[1]}")
+    return make_prompt(
+        image,
+        target,
+        size,
+        discrete=discrete,
+        target_resize=target_resize,
+        name=f"{first[0]}:{first[1]}",
+    )

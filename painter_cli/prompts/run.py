@@ -17,6 +17,7 @@ from painter_cli.inference import (
     checkpoint_or_default,
     default_size,
     load_checkpoint,
+    prompt_resize,
     prompt_sources,
     resolve_device,
     write_json,
@@ -139,6 +140,7 @@ def _model_scorer(
     size: int,
     mode: str,
     device: torch.device,
+    target_resize: str | None = None,
 ) -> ModelScorer:
     return ModelScorer(
         model,
@@ -150,6 +152,7 @@ def _model_scorer(
         batch_size=settings.batch_size,
         metric_variant=settings.metric_variant,
         device=device,
+        target_resize=target_resize,
     )
 
 
@@ -222,10 +225,14 @@ def _finish(
     metric: str,
     hib: bool,
     layout: bool,
+    resize: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write the resolved settings into each report; with a folder per group (``layout``), also
-    the summary ``OUT/report.json`` (one row a group); returns what the command prints."""
+    the summary ``OUT/report.json`` (one row a group); returns what the command prints.
+    ``resize``: the checkpoint's target-resize rule and the mode the prompts used."""
     resolved = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
+    if resize is not None:
+        resolved.update(target_resize=resize[0], prompt_target_resize=resize[1])
     for g, report in reports.items():
         report["settings"] = resolved
         write_json(_group_out(settings.out, g, layout) / REPORT_FILE, report)
@@ -287,7 +294,8 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     model = load_checkpoint(ckpt, device)
     size = settings.size or default_size(model, codec.kind)
     preader = probe_reader if probe_reader is not None else train
-    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device)
+    resize = prompt_resize(ckpt, model, "auto", codec, task)  # prompts as the checkpoint's
+    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device, resize[1])
     fingerprint = {
         **_data_fingerprint(settings, ckpt, task),
         "size": size,
@@ -326,7 +334,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
             )
     finally:
         scorer.close()
-    return _finish(settings, ckpt, task, size, reports, metric, hib, layout)
+    return _finish(settings, ckpt, task, size, reports, metric, hib, layout, resize)
 
 
 def run_tune(settings: TuneSettings) -> dict[str, Any]:
@@ -352,8 +360,11 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     model = load_checkpoint(ckpt, device)
     size = settings.size or default_size(model, codec.kind)
     preader = probe_reader if probe_reader is not None else train
-    given = load_prompt(settings.init, size, codec) if settings.init is not None else None
-    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device)
+    resize = prompt_resize(ckpt, model, "auto", codec, task)  # prompts as the checkpoint's
+    given = None
+    if settings.init is not None:
+        given = load_prompt(settings.init, size, codec, target_resize=resize[1])
+    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device, resize[1])
     scorer.close()  # only its scoring is used here, not its pass counter
     fingerprint = {
         **_data_fingerprint(settings, ckpt, task),
@@ -373,7 +384,8 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
             init = given
         else:  # a seeded random training pair (never a probe)
             rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 0x1217]))
-            init = QueryStore(train, task, size).pair(pool[int(rng.integers(len(pool)))])
+            store = QueryStore(train, task, size, target_resize=resize[1])
+            init = store.pair(pool[int(rng.integers(len(pool)))])
         dependence = None
         if settings.random:  # said before any step is spent
             dependence = random_dependence(scorer, pool, probes, settings.random, settings.seed)
@@ -403,7 +415,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         if dependence is not None:
             report["dependence"] = dependence.to_json()
         reports[g] = report
-    return _finish(settings, ckpt, task, size, reports, metric, hib, layout)
+    return _finish(settings, ckpt, task, size, reports, metric, hib, layout, resize)
 
 
 def random_dependence(

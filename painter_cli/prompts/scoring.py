@@ -76,11 +76,19 @@ class QueryStore:
     """Training or probe pairs of a task as normalised tensors at side ``size``: ``get(indices)``
     -> ``(images, targets, valid)`` each (N, 3, S, S); keeps up to ``capacity`` pairs in memory."""
 
-    def __init__(self, reader: Any, task: str, size: int, capacity: int = 512):
+    def __init__(
+        self,
+        reader: Any,
+        task: str,
+        size: int,
+        capacity: int = 512,
+        target_resize: str | None = None,
+    ):
         self.reader = reader
         self.codec = reader.codec(task)
         self.size = size
         self.capacity = capacity
+        self.target_resize = target_resize  # nearest/bicubic as the checkpoint; None: the codec's
         self._items: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def pair(self, index: int) -> Prompt:
@@ -88,7 +96,12 @@ class QueryStore:
         if s.get("target") is None:
             raise PainterError(f"sample {s['id']} has no target")
         return make_prompt(
-            s["image"], s["target"], self.size, discrete=self.codec.discrete, name=str(s["id"])
+            s["image"],
+            s["target"],
+            self.size,
+            discrete=self.codec.discrete,
+            target_resize=self.target_resize,
+            name=str(s["id"]),
         )
 
     def _item(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,6 +144,7 @@ class ModelScorer:
         batch_size: int = 8,
         metric_variant: str | None = None,
         device: str | torch.device | None = None,
+        target_resize: str | None = None,
     ):
         self.model = model
         self.predictor = Predictor(model, size=size, device=device)
@@ -142,7 +156,8 @@ class ModelScorer:
         self.metric_variant = metric_variant
         self.kind = train.codec(task).kind
         self.mode, self.metric, self.higher_is_better = resolve_scoring(self.kind, mode)
-        self.candidates = QueryStore(train, task, size, capacity=256)
+        # Candidates are prompts: their targets resized as the checkpoint's (``target_resize``).
+        self.candidates = QueryStore(train, task, size, capacity=256, target_resize=target_resize)
         self.probes = QueryStore(probe_reader, task, size, capacity=1024)
         self.forward_passes = 0
         self._eval_cache: dict = {}
