@@ -593,3 +593,21 @@ def test_run_eval_pair_by_group_needs_groups(tmp_path, reader):
                 device="cpu", size=S, pair_by_group=True, out=str(tmp_path / "e"),
             )
         )  # fmt: skip
+
+
+def test_prompts_from_other_shards_of_the_same_groups(model, fss, tmp_path):
+    # train shards hold a (2 samples) and b (1), no c: val queries of a and b are prompted by
+    # train samples of their class (their own index is no exclusion there); c is skipped.
+    codec = get_codec(FG["codec"], **FG["params"])
+    rng = np.random.default_rng(5)
+    with ShardWriter(tmp_path, tasks={"fss": FG}, split="train") as writer:
+        for group, sid in (("a", "ta1"), ("b", "tb1"), ("a", "ta2")):
+            writer.add(Sample(sid, _photo(rng, S, S), codec.encode(_band()), group=group), "fss")
+    train = ShardReader(tmp_path)
+    echo = _Echo(model, S)
+    pairing = GroupPairing(train, "fss", shots=1, seed=0)
+    got = evaluate(echo, fss, "fss", [], progress=False, pairing=pairing)
+    assert got["images"] == 4 and got["pairing"]["skipped_queries"] == 1
+    assert [names[0][:2] for names in echo.seen] == ["ta", "ta", "tb", "tb"]
+    # the echo paints the train targets (all foreground): IoU = |gt| / |image| per class
+    assert got["class_iou"] == pytest.approx({"a": 100 * 1024 / 2048, "b": 100 * 768 / 2048})
