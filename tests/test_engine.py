@@ -252,7 +252,7 @@ def test_bad_inputs_fail_before_any_step(shards, tmp_path):
     (old / "index.json").write_text(json.dumps(index))
     fails(_cfg(old), "encoder version 99")
 
-    write_shards(tmp_path / "custom", tasks=("my-task",), n=2)
+    write_shards(tmp_path / "custom", tasks=("my-task", "other-task"), n=2)
     fails(_cfg(tmp_path / "custom"), "task 'my-task' has no sampling weight")
     fails(_cfg(shards[0], "optim.batch_size=6", "optim.micro_batch=4"), "batch 6 does not split")
     fails(_cfg(shards[0], "mask.patches=40"), "does not fit")
