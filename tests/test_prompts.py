@@ -268,6 +268,7 @@ def test_prompt_dependence_literal_values():
     # too few prompts or probes: no verdict
     assert probe_dependence([[1, 2], [3, 4]]).matters is None
     assert probe_dependence([[1.0], [2.0], [3.0]]).matters is None
+    assert probe_dependence([]).prompts == 0  # --random 0
     # two given query sets: noise from the difference, r observed
     # a = (0, 2, 4, 6), b = (1, 1, 5, 5): (a + b) / 2 = (0.5, 1.5, 4.5, 5.5), sd sqrt(17/3);
     # d = a - b = (-1, 1, -1, 1), sd sqrt(4/3), noise half of it; r = 16 / sqrt(20 * 16)

@@ -86,9 +86,8 @@ def prompt_dependence(a: Sequence[float], b: Sequence[float]) -> Dependence:
 def probe_dependence(per_probe: Sequence[Sequence[float]]) -> Dependence:
     """``Dependence`` of prompts from their per-probe scores: one row a prompt, the same probes in
     every row (a probe with a non-finite score in any row is left out). Needs two probes."""
-    table = np.asarray([list(map(float, v)) for v in per_probe], np.float64).reshape(
-        len(per_probe), -1
-    )
+    rows = [list(map(float, v)) for v in per_probe]
+    table = np.asarray(rows, np.float64) if rows else np.zeros((0, 0))
     table = table[:, np.isfinite(table).all(axis=0)]
     n, m = table.shape
     if n < 2 or m < 2:
