@@ -53,6 +53,7 @@ from painter_cli.inference import (
     checkpoint_or_default,
     decode_painted,
     default_size,
+    file_target_resize,
     finish,
     load_checkpoint,
     load_prompts,
@@ -904,7 +905,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
                 p[2],
                 size,
                 discrete=codec.discrete,
-                target_resize=target_mode,
+                target_resize=file_target_resize(target_mode, p[3] if len(p) > 3 else None),
                 name=p[0],
             )
             for p in loaded

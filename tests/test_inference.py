@@ -529,3 +529,19 @@ def test_missing_inputs_and_prompts_carry_a_hint(tmp_path):
         with pytest.raises(PainterError) as exc:
             call()
         assert hint in (exc.value.hint or "")
+
+
+def test_palette_target_files_stay_nearest_under_the_bicubic_protocol(tmp_path):
+    # The official eval scripts resize the target file as read: PIL's default resample is bicubic
+    # for RGB but NEAREST for palette ("P") and bilevel ("1") images.
+    from painter_cli.inference import file_target_resize, load_prompts
+
+    assert file_target_resize("bicubic", "RGB") == "bicubic"
+    assert file_target_resize("bicubic", "P") == "nearest"
+    assert file_target_resize("bicubic", "1") == "nearest"
+    assert file_target_resize("nearest", "RGB") == "nearest"
+    assert file_target_resize("bicubic", None) == "bicubic"
+    Image.fromarray(_photo(8, 8)).save(tmp_path / "image.png")
+    Image.fromarray(_photo(8, 8)).convert("P").save(tmp_path / "target.png")
+    ((name, image, target, mode),) = load_prompts([str(tmp_path)], None)
+    assert mode == "P" and target.shape == (8, 8, 3)

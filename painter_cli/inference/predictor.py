@@ -228,6 +228,13 @@ def target_resample(rule: str, codec: Any = None) -> str:
     )
 
 
+def file_target_resize(mode: str, pil_mode: str | None) -> str:
+    """``mode`` for a prompt target read from a file of PIL mode ``pil_mode``: the official eval
+    scripts resize the file as read, and PIL's default resample is NEAREST for palette (``P``) and
+    bilevel (``1``) images, so under ``bicubic`` such a file is still resized nearest."""
+    return "nearest" if mode == "bicubic" and pil_mode in ("P", "1") else mode
+
+
 def model_image_size(model: torch.nn.Module) -> int:
     """The model's own per-image side (canvas width)."""
     return int(model.config.img_size[1])

@@ -38,6 +38,7 @@ from painter_cli.inference.predictor import (
     check_prompt_size,
     check_size_option,
     default_size,
+    file_target_resize,
     finish,
     load_prompt_tensors,
     paint_panoptic,
@@ -247,7 +248,8 @@ def prompt_resize(
 
 
 def load_prompts(specs: Sequence[str], codec: Any) -> list[Any]:
-    """Read every prompt before any model work: ``Prompt`` (tensors) or ``(name, image, target)``."""
+    """Read every prompt before any model work: ``Prompt`` (tensors) or ``(name, image, target,
+    target_file_mode)`` (the PIL mode of the target file, for ``file_target_resize``)."""
     if not specs:
         raise PainterError("no --prompt given", "pass --prompt FOLDER or --prompt IMAGE:TARGET")
     loaded: list[Any] = []
@@ -263,7 +265,8 @@ def load_prompts(specs: Sequence[str], codec: Any) -> list[Any]:
                     f"{target_path}: target is {target.shape[1]}x{target.shape[0]} but its image "
                     f"{image_path} is {image.shape[1]}x{image.shape[0]}"
                 )
-            loaded.append((f"{image_path}:{target_path}", image, target))
+            mode = open_image(target_path).mode
+            loaded.append((f"{image_path}:{target_path}", image, target, mode))
     return loaded
 
 
@@ -382,7 +385,7 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
         else predictor.prompt(
             p[1],
             p[2],
-            target_resize=target_mode,
+            target_resize=file_target_resize(target_mode, p[3]),
             keep_aspect=settings.keep_aspect,
             name=p[0],
         )
