@@ -1,11 +1,12 @@
 """Resizing painted predictions back to the query's size with the official scripts' arithmetic.
 
 The official scripts resize the de-normalised prediction in float64 (``output * std`` promotes
-the float32 model output) with ``F.interpolate`` on a channels-last tensor. For bilinear, the
-kernel that ran there sums the four weighted neighbours as a chain of fused multiply-adds with
-pre-multiplied weights, so an output between two equal clipped neighbours can land one ulp below
-the integer and truncate one level down; ``bilinear`` below repeats that arithmetic exactly
-(FMA emulated with error-free products), independent of this machine's torch build. Bicubic and
+the float32 model output) with ``F.interpolate``. For bilinear, the kernel that ran there summed
+the four weighted neighbours as a chain of fused multiply-adds with pre-multiplied weights (the
+one arithmetic that reproduces the official ADE20K output file exactly, fixture
+official-inference/semseg), so an output between two equal clipped neighbours can land one ulp
+below the integer and truncate one level down; ``bilinear`` below repeats that arithmetic (FMA
+emulated with error-free products), independent of this machine's torch build. Bicubic and
 nearest give the official values with torch in float64. Units: whatever the caller's (0..255
 colours, 0..10000 depth), always float64.
 """
