@@ -148,7 +148,7 @@ def main() -> None:
         start = time.perf_counter()
         if not (run / "checkpoints").is_dir():
             cmd = ["painter", "train", str(recipe), "--data", str(shards), "--out", str(run)]
-            subprocess.run(cmd, check=True)
+            subprocess.run(cmd, check=True, stdout=sys.stderr)  # stdout: the results only
         minutes = (time.perf_counter() - start) / 60
         prompts = own_prompts(shards, root / "prompts")
         results[name] = {
