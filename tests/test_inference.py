@@ -126,7 +126,8 @@ def test_discrete_targets_resize_with_nearest():
 
     assert colours(make_prompt(image, target, S, discrete=True)) <= palette
     assert (
-        not colours(make_prompt(image, target, S, discrete=True, official_resize=True)) <= palette
+        not colours(make_prompt(image, target, S, discrete=True, target_resize="bicubic"))
+        <= palette
     )
     with pytest.raises(PainterError, match="differ in size"):
         make_prompt(image, target[:-1], S)

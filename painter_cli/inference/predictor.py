@@ -181,13 +181,12 @@ def make_prompt(
     target_resize: str | None = None,
     keep_aspect: bool = False,
     name: str = "",
-    official_resize: bool = False,
 ) -> Prompt:
     """Build a ``Prompt`` of side ``size`` from uint8 (H, W, 3) image and target of the same size.
 
     The image is resized bicubic. The target with ``target_resize`` (``nearest`` or ``bicubic``,
     see ``target_resample``); None: NEAREST for a discrete codec (labels must not blend into a
-    third colour), bicubic otherwise. ``official_resize`` (older callers) means ``bicubic``.
+    third colour), bicubic otherwise.
     """
     from painter_cli.pixels import array_to_rgb
 
@@ -198,8 +197,6 @@ def make_prompt(
             f"{name or 'prompt'}: image {image.shape[1]}x{image.shape[0]} and target "
             f"{target.shape[1]}x{target.shape[0]} differ in size"
         )
-    if official_resize and target_resize is None:
-        target_resize = "bicubic"
     tgt_mode = target_resize or ("nearest" if discrete else "bicubic")
     if tgt_mode not in ("nearest", "bicubic"):
         raise PainterError(f"target resize {tgt_mode!r}: expected nearest or bicubic")
