@@ -443,13 +443,26 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
+def _is_table(v: Any) -> bool:
+    return dataclasses.is_dataclass(v) and not isinstance(v, type)
+
+
 def to_toml(cfg: TrainConfig) -> str:
     """The resolved config as TOML text (``resolve``/``load_run_config`` read it back equal)."""
     lines = [f"preset = {_toml_value(cfg.preset)}"]
     for sec_name in SECTIONS:
         lines += ["", f"[{sec_name}]"]
+        tables = []
         for f in fields(getattr(cfg, sec_name)):
-            lines.append(f"{f.name} = {_toml_value(getattr(getattr(cfg, sec_name), f.name))}")
+            value = getattr(getattr(cfg, sec_name), f.name)
+            if value and isinstance(value, dict) and _is_table(next(iter(value.values()))):
+                tables.append((f.name, value))  # [section.key."name"] tables, as written by hand
+                continue
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        for key, value in tables:
+            for name, item in value.items():
+                lines += ["", f"[{sec_name}.{key}.{json.dumps(str(name))}]"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(item).items()]
     return "\n".join(lines) + "\n"
 
 

@@ -159,6 +159,9 @@ def test_task_options_from_a_file_and_set_merge_per_key(tmp_path):
     assert c.DataSection().task_options == {}  # default: the official behaviour for every task
     assert c.TaskOptions() == c.TaskOptions(False, False, 1.0, 0.0)
     written = c.write_toml(cfg, tmp_path / "config.toml")
+    assert (
+        '\n[data.task_options."synthetic-segment"]\npair_by_group = true\n' in written.read_text()
+    )
     assert c.load_run_config(written) == cfg  # read back on --resume
 
 
