@@ -314,7 +314,11 @@ def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 
     docstring) of ``checkpoint`` on the suite in ``suite`` (version 3)."""
     from painter_cli.checkpoint import load_model
 
-    predictor = Predictor(load_model(checkpoint, device="cpu"))
+    model = load_model(checkpoint, device="cpu")
+    # A SegGPT model was trained with the semantic type token on semseg-codec tasks (the
+    # predictor's default is the official inference default, instance).
+    seg_type = "semantic" if model.config.num_type_tokens else None
+    predictor = Predictor(model, seg_type=seg_type)
     readers = {split: ShardReader(suite / split) for split in ("val", "ood")}
     for split, reader in readers.items():
         if SEGMENT not in reader.tasks:
