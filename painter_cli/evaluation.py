@@ -540,6 +540,7 @@ def evaluate(
     cache: dict | None = None,
     pairing: GroupPairing | None = None,
     decode: str = "codec",
+    recolor_seed: int | None = None,
     save_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Paint the first ``limit`` samples (all when None) of ``task`` in ``reader`` with ``prompts``
@@ -598,6 +599,11 @@ def evaluate(
         check_panoptic_prompts(len(prompts), task)
     if decode == "prompt":
         _check_prompt_decode(codec, task, [] if pairing is not None else prompts)
+    if recolor_seed is not None and decode != "prompt":
+        raise PainterError(
+            "--recolor repaints the prompts' colours: the painting must be read by them",
+            "add --decode prompt",
+        )
     grouped = bool(getattr(reader, "has_groups", lambda t: False)(task))
     scorer = _scorer(codec, task, metric_variant, grouped)
     # The flip test swaps COCO's left/right pairs: only for the 17 COCO keypoints.
@@ -658,10 +664,16 @@ def evaluate(
             continue
         if pairing is not None:
             own = [[_group_prompt(pairing, cache, k, size) for k in chosen[i]] for i in batch]
+        else:
+            own = [list(prompts)] * len(batch)
+        mappings: list[Any] = [None] * len(batch)
+        if recolor_seed is not None:
+            done = [_recolour(ps, i, recolor_seed, size) for ps, i in zip(own, batch, strict=True)]
+            own, mappings = [d[0] for d in done], [d[1] for d in done]
+        if pairing is not None or recolor_seed is not None:
             painted = predictor.paint_each(q, own, ensemble)
             painted_flip = predictor.paint_each(q.flip(-1), own, ensemble) if flip else None
         else:
-            own = [list(prompts)] * len(batch)
             painted = predictor.paint(q, prompts, ensemble)
             painted_flip = predictor.paint(q.flip(-1), prompts, ensemble) if flip else None
         for j, sample in enumerate(samples):
@@ -669,7 +681,7 @@ def evaluate(
             arr = finish(painted[j], h, w, codec.kind)
             arr_f = None if painted_flip is None else finish(painted_flip[j], h, w, codec.kind)
             if decode == "prompt":
-                arr = repaint_by_prompt(arr, [p.target_rgb for p in own[j]], codec)
+                arr = repaint_by_prompt(arr, [p.target_rgb for p in own[j]], codec, mappings[j])
             if saver is not None:
                 saver.save(arr, sample, own[j])
             scorer.update(arr, sample, arr_f)
@@ -728,6 +740,21 @@ class _PredictionSaver:
         write_json(self.folder / "predictions.json", self.records)
 
 
+def _recolour(prompts: Sequence[Prompt], i: int, seed: int, size: int) -> tuple[list, Any]:
+    """Query ``i``'s prompts with their targets repainted through one random colour mapping
+    (``recolor.recolor_pair``, drawn from ``(seed, i)``) and that mapping ``(colours, new)``.
+    The repainted targets are resized nearest: their colours are exact labels."""
+    from painter_cli.tasks.recolor import recolor_pair
+
+    rng = np.random.default_rng([seed, i, 1])  # 1: not the pairing's draw of the same query
+    targets, colours, new = recolor_pair([p.target_rgb for p in prompts], rng)
+    repainted = [
+        make_prompt(p.image_rgb, t, size, target_resize="nearest", name=p.name)
+        for p, t in zip(prompts, targets, strict=True)
+    ]
+    return repainted, (colours, new)
+
+
 def _group_prompt(pairing: GroupPairing, cache: dict, i: int, size: int) -> Prompt:
     key = ("group-prompt", i, size)
     if key not in cache:
@@ -781,6 +808,7 @@ class EvalSettings:
     shots: int = 1
     seed: int = 0
     decode: str = "codec"
+    recolor: bool = False
     save_predictions: str | None = None
 
 
@@ -931,6 +959,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         flip_test=settings.flip_test,
         pairing=pairing,
         decode=settings.decode,
+        recolor_seed=settings.seed if settings.recolor else None,
         save_to=settings.save_predictions,
     )
     resolved = asdict(settings)

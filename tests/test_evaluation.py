@@ -611,3 +611,38 @@ def test_prompts_from_other_shards_of_the_same_groups(model, fss, tmp_path):
     assert [names[0][:2] for names in echo.seen] == ["ta", "ta", "tb", "tb"]
     # the echo paints the train targets (all foreground): IoU = |gt| / |image| per class
     assert got["class_iou"] == pytest.approx({"a": 100 * 1024 / 2048, "b": 100 * 768 / 2048})
+
+
+def test_recolor_rewards_reading_the_prompts_colours(model, tmp_path):
+    # 8 classes (base 2); every sample shows classes 1 and 2. Under recolouring each query's prompt
+    # target is repainted in random colours: a model that paints the prompt's colours (the echo)
+    # keeps 100; one that paints the codec's palette whatever the prompt shows is read by the
+    # nearest prompt colour and loses whenever the random colours swap its two classes.
+    spec = {"codec": "semseg", "params": {"num_classes": 8, "base": 2, "background": True}}
+    codec = get_codec(spec["codec"], **spec["params"])
+    labels = np.zeros((S, S), np.int64)
+    labels[4:12] = 1
+    labels[16:28] = 2
+    with ShardWriter(tmp_path, tasks={"seg": spec}, split="val") as writer:
+        for k in range(3):
+            image = _photo(np.random.default_rng(k), S, S)
+            writer.add(Sample(f"s{k}", image, codec.encode(labels)), "seg")
+    reader = ShardReader(tmp_path)
+    (prompt,) = prompts_from_shards(reader, "seg", S)
+
+    class Palette(Predictor):
+        def paint_each(self, queries, prompts, ensemble="features"):
+            one = torch.from_numpy((codec.encode(labels) + 0.5) / 255.0).permute(2, 0, 1)
+            return one[None].repeat(len(queries), 1, 1, 1)
+
+    echo, palette = [], []
+    for seed in range(8):
+        for painter, scores in ((_Echo(model, S), echo), (Palette(model, size=S), palette)):
+            got = evaluate(
+                painter, reader, "seg", [prompt], progress=False, decode="prompt", recolor_seed=seed
+            )
+            scores.append(got["pacc"])
+    assert echo == [100.0] * 8
+    assert min(palette) < 100.0
+    with pytest.raises(PainterError, match="add --decode prompt"):
+        evaluate(model, reader, "seg", [prompt], progress=False, recolor_seed=0)

@@ -101,3 +101,16 @@ def test_repaint_by_prompt_gives_codec_colours():
     np.testing.assert_array_equal(fg.decode(repaint_by_prompt(grey, fg.encode(mask), fg)), mask)
     with pytest.raises(PainterError, match="applies to segmentation"):
         repaint_by_prompt(painted, [prompt], get_codec("nyuv2-depth"))
+
+
+def test_repaint_by_prompt_reads_recoloured_prompts_as_their_original_classes():
+    from painter_cli.tasks.recolor import recolor_pair
+
+    rng = np.random.default_rng(4)
+    codec = get_codec("ade20k-semseg")
+    truth = rng.integers(1, 151, (5, 6)).repeat(4, 0).repeat(4, 1)
+    (shown,), colours, new = recolor_pair([codec.encode(truth)], rng)
+    assert not (shown == codec.encode(truth)).all()  # other colours than the palette's
+    painted = np.clip(shown.astype(np.int64) + rng.integers(-6, 7, shown.shape), 0, 255)
+    out = repaint_by_prompt(painted.astype(np.float32), [shown], codec, (colours, new))
+    np.testing.assert_array_equal(codec.decode(out), truth)

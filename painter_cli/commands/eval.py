@@ -62,6 +62,12 @@ def eval_command(
         "--decode",
         help="Segmentation: codec (its palette) or prompt (the colours the prompt shows).",
     ),
+    recolor: bool = typer.Option(
+        False,
+        "--recolor",
+        help="With --decode prompt: repaint each query's prompt targets in random colours "
+        "(seeded), as SegGPT trains.",
+    ),
     save_predictions: str = typer.Option(
         None,
         "--save-predictions",
@@ -95,6 +101,7 @@ def eval_command(
         shots=shots,
         seed=seed,
         decode=decode,
+        recolor=recolor,
         save_predictions=save_predictions,
     )
     doc = run_eval(settings)

@@ -125,11 +125,16 @@ def decode_by_prompt(
 
 
 def repaint_by_prompt(
-    painted: np.ndarray, prompt_targets: np.ndarray | Sequence[np.ndarray], codec: Any
+    painted: np.ndarray,
+    prompt_targets: np.ndarray | Sequence[np.ndarray],
+    codec: Any,
+    recoloured: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(H, W, 3) uint8: a painting decoded by its prompts' colours, repainted in ``codec``'s own
     colours, so the codec's ``decode`` (and every scorer) reads it exactly. Each prompt colour
-    stands for the class the codec decodes it to (the prompts are the codec's own targets here)."""
+    stands for the class the codec decodes it to (the prompts are the codec's own targets), or,
+    with ``recoloured = (colours, new)`` (``recolor.recolor_pair``: the prompts were repainted,
+    ``new[j]`` showing the codec colour ``colours[j]``), for the class of its original colour."""
     if getattr(codec, "kind", None) != "semseg":
         raise PainterError(
             f"decoding by the prompt's colours applies to segmentation; codec {codec.name} is a "
@@ -139,6 +144,10 @@ def repaint_by_prompt(
     background = bool(getattr(codec, "background", False))
     colours = prompt_colours(prompt_targets)
     labels = decode_by_prompt(painted, prompt_targets, background=background, colours=colours)
+    if recoloured is not None:
+        original, new = (np.asarray(c, dtype=np.uint8).reshape(-1, 3) for c in recoloured)
+        back = dict(zip(map(tuple, new.tolist()), original.tolist(), strict=True))
+        colours = np.array([back.get(tuple(c), c) for c in colours.tolist()], np.uint8)
     classes = np.asarray(codec.decode(colours[None]), dtype=np.int64)[0]
     if not background:
         classes[0] = 0  # black: never predicted, kept out of the class range
