@@ -688,7 +688,7 @@ def evaluate(
     if saver is not None:
         saver.finish()
     result = scorer.compute()
-    headline = M.metric_for_kind(codec.kind)
+    headline = M.metric_for_codec(codec)
     result.update(
         metric=headline.name,
         higher_is_better=headline.higher_is_better,

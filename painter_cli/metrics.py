@@ -77,6 +77,16 @@ def metric_for_kind(kind: str) -> Headline:
         ) from None
 
 
+def metric_for_codec(codec: Any) -> Headline:
+    """The headline of a task by its codec: its kind's (``metric_for_kind``), except a one-class
+    ``semseg`` codec without a background class, ranked by foreground IoU (``ForegroundMeter``):
+    black is unlabelled there, so its mIoU is 100 whatever the model paints."""
+    one_class = getattr(codec, "kind", None) == "semseg" and getattr(codec, "num_classes", 0) == 1
+    if one_class and not getattr(codec, "background", False):
+        return Headline("fg_iou", True)
+    return metric_for_kind(codec.kind)
+
+
 # ----------------------------------------------------------------------------------------------
 # Depth (NYUv2)
 

@@ -222,6 +222,20 @@ def test_one_class_mask_task_scores_foreground_against_the_all_background_baseli
     assert not any(name.startswith("iou class") for name, _ in scalar_metrics({"iou": [1.0] * 21}))
 
 
+def test_evaluate_ranks_a_one_class_task_without_background_by_foreground_iou(model, tmp_path):
+    codec = {"codec": "semseg", "params": {"num_classes": 1}}
+    rng = np.random.default_rng(4)
+    with ShardWriter(tmp_path / "edges", tasks={"edges": codec}, split="val") as w:
+        for k in range(2):
+            target = get_codec("semseg", num_classes=1).encode(_band(rows=slice(0, 8 + 8 * k)))
+            w.add(Sample(f"e{k}", _photo(rng, S, S), target), "edges")
+    reader = ShardReader(tmp_path / "edges")
+    prompts = prompts_from_shards(reader, "edges", S)
+    got = evaluate(model, reader, "edges", prompts, progress=False)
+    assert got["metric"] == "fg_iou" and got["higher_is_better"] is True
+    assert got["miou"] == pytest.approx(100.0)  # black unlabelled: whatever is painted
+
+
 def test_resolve_task(reader):
     assert resolve_task(reader, "ade20k-semseg") == "ade20k-semseg"
     assert resolve_task(reader, "depth") == "nyuv2-depth"  # a codec kind naming one task

@@ -27,6 +27,19 @@ def test_metric_for_kind_headlines():
         M.metric_for_kind("nope")
 
 
+def test_one_class_masks_without_background_rank_by_foreground_iou():
+    # Black is unlabelled in a one-class semseg task without a background class: its mIoU is 100
+    # whatever is painted, so foreground IoU is the headline (eval's star, prompt-select's score).
+    from painter_cli.tasks import get_codec
+
+    edges = get_codec("semseg", num_classes=1)
+    assert M.metric_for_codec(edges) == ("fg_iou", True)
+    with_bg = get_codec("semseg", num_classes=1, background=True)
+    assert M.metric_for_codec(with_bg) == ("miou", True)
+    assert M.metric_for_codec(get_codec("semseg", num_classes=3)) == ("miou", True)
+    assert M.metric_for_codec(get_codec("nyuv2-depth")) == ("rmse", False)
+
+
 # ---------------------------------------------------------------------------------------------
 # depth
 

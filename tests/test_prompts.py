@@ -851,3 +851,13 @@ def test_candidate_prompts_follow_the_checkpoints_target_resize(world):
     assert colours(None) <= palette  # the codec's rule: a discrete target resized nearest
     assert colours("nearest") <= palette
     assert not colours("bicubic") <= palette  # the released Painter's: colours blend at borders
+
+
+def test_a_one_class_task_without_background_is_scored_by_foreground_iou():
+    # Its mIoU is 100 whatever is painted (black is unlabelled): every prompt would tie.
+    from painter_cli.prompts import resolve_scoring
+    from painter_cli.tasks import get_codec
+
+    edges = get_codec("semseg", num_classes=1)
+    assert resolve_scoring("semseg", "auto", edges) == ("metric", "fg_iou", True)
+    assert resolve_scoring("semseg", "auto") == ("metric", "miou", True)

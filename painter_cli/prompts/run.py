@@ -281,7 +281,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     ckpt = checkpoint_or_default(settings.checkpoint)
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
-    mode, metric, hib = resolve_scoring(codec.kind, settings.score)
+    mode, metric, hib = resolve_scoring(codec.kind, settings.score, codec)
     groups = resolve_groups(train, task, settings.group, probe_reader)
     layout = per_group(groups, settings.group)
     splits = {
@@ -344,7 +344,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     ckpt = checkpoint_or_default(settings.checkpoint)
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
-    mode, metric, hib = resolve_scoring(codec.kind, settings.score)
+    mode, metric, hib = resolve_scoring(codec.kind, settings.score, codec)
     objective = resolve_objective(codec.kind, settings.objective)
     groups = resolve_groups(train, task, settings.group, probe_reader)
     layout = per_group(groups, settings.group)

@@ -23,16 +23,17 @@ from painter_cli.shards import TaskView
 SCORE_MODES = ("auto", "metric", "loss")
 
 
-def resolve_scoring(kind: str, mode: str = "auto") -> tuple[str, str, bool]:
-    """``(mode, metric name, higher_is_better)``: the headline metric of ``kind``, or the masked
-    loss (lower is better) when ``mode`` is ``loss`` or the kind has no metric on shards."""
-    from painter_cli.metrics import metric_for_kind
+def resolve_scoring(kind: str, mode: str = "auto", codec: Any = None) -> tuple[str, str, bool]:
+    """``(mode, metric name, higher_is_better)``: the headline metric of ``kind`` (of ``codec``
+    when given: ``metrics.metric_for_codec``), or the masked loss (lower is better) when ``mode``
+    is ``loss`` or the kind has no metric on shards."""
+    from painter_cli.metrics import metric_for_codec, metric_for_kind
 
     if mode not in SCORE_MODES:
         raise PainterError(f"--score {mode}: expected one of {', '.join(SCORE_MODES)}")
     if mode != "loss":
         try:
-            head = metric_for_kind(kind)
+            head = metric_for_codec(codec) if codec is not None else metric_for_kind(kind)
         except PainterError:
             head = None
         # Panoptic PQ needs ground truth that shards do not carry (see evaluation.py).
@@ -155,7 +156,9 @@ class ModelScorer:
         self.batch_size = max(1, int(batch_size))
         self.metric_variant = metric_variant
         self.kind = train.codec(task).kind
-        self.mode, self.metric, self.higher_is_better = resolve_scoring(self.kind, mode)
+        self.mode, self.metric, self.higher_is_better = resolve_scoring(
+            self.kind, mode, train.codec(task)
+        )
         # Candidates are prompts: their targets resized as the checkpoint's (``target_resize``).
         self.candidates = QueryStore(train, task, size, capacity=256, target_resize=target_resize)
         self.probes = QueryStore(probe_reader, task, size, capacity=1024)
