@@ -11,11 +11,20 @@ Scores are the task's set-level headline metric (``evaluation.evaluate``), or th
 tasks without one. Also printed: forward passes of the halving search against all pairs x all
 probes, and ``r``, the correlation across the random prompts of their scores on the tuning probes
 and on the held-out queries: how consistently the model's result depends on its prompt's content
-(near 0: prompts of the task differ by noise only, and no search or tuning gain can carry over).
+(near 0: prompts of the task differ by noise only, and no search or tuning gain can carry over),
+and ``noise``, the metric's noise ``prompt-select`` reports (its random prompts on the selection
+probes); the last line counts the rows where selected > random and tuned > selected by more.
+
+``--groups G ... | all`` (one task, whose samples carry groups: the concept task
+``synthetic-segment``, FSS-1000) makes one row per group: candidates, probes, random prompts,
+tuning queries and held-out queries are all of that group, SegGPT's in-context tuning for one
+class. With ``--data`` and ``--probe`` the same shards (the ood split), the probe and held-out
+queries are taken out of the candidates and the tuning pool.
 
     python bench/prompts.py --checkpoint CKPT --data TRAIN_SHARDS --probe VAL_SHARDS
         [--heldout TEST_SHARDS] [--tasks T ...] [--candidates 16] [--probe-size 16]
         [--heldout-size 48] [--tune-probe-size M] [--random 10] [--steps 150] [--lr 0.01]
+        [--groups G ... | all]
         [--objective loss]
         [--out WORKDIR]
 """
@@ -39,6 +48,12 @@ def main() -> None:
     ap.add_argument("--probe", nargs="+", required=True, help="probe/validation shards")
     ap.add_argument("--heldout", nargs="+", help="held-out shards [default: rest of --probe]")
     ap.add_argument("--tasks", nargs="+", help="tasks [default: all tasks of --data and --probe]")
+    ap.add_argument(
+        "--groups",
+        nargs="+",
+        help="one row per group of the (one) task: candidates, probes, random prompts and "
+        "held-out queries all of that group ('all': every group)",
+    )
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--probe-size", type=int, default=16)
     ap.add_argument("--heldout-size", type=int, default=48)
@@ -68,6 +83,7 @@ def main() -> None:
         prompt_dependence,
         resolve_objective,
         resolve_scoring,
+        safe_name,
         select_prompts,
         split_indices,
         tune_prompt,
@@ -80,30 +96,46 @@ def main() -> None:
     train, probe = ShardReader(args.data), ShardReader(args.probe)
     heldout = ShardReader(args.heldout) if args.heldout else probe
     tasks = args.tasks or [t for t in train.tasks if t in probe.tasks and t in heldout.tasks]
+    units = [(t, None) for t in tasks]
+    if args.groups:
+        if len(tasks) != 1:
+            raise SystemExit("--groups needs exactly one task (--tasks T)")
+        have = list(train.groups(tasks[0]))
+        units = [(tasks[0], g) for g in (have if "all" in args.groups else args.groups)]
+    # The same shard folders for candidates and probes (the concept task's ood split): the probe
+    # and held-out queries are then taken out of the candidates and the tuning pool.
+    same = [Path(d).resolve() for d in train.dirs] == [Path(d).resolve() for d in probe.dirs]
     work = Path(args.out or tempfile.mkdtemp(prefix="bench-prompts-"))
     rows = []
-    for task in tasks:
+    for task, group in units:
         t0 = time.perf_counter()
+        name = task if group is None else f"{task}/{group}"
         kind = train.codec(task).kind
         mode, metric, hib = resolve_scoring(kind)
         size = default_size(model, kind)
         rng = np.random.default_rng(args.seed)
-        perm = [int(i) for i in rng.permutation(probe.indices(task))]
+        perm = [int(i) for i in rng.permutation(_members(probe, task, group))]
         probes = perm[: args.probe_size]
         # The tuning is validated on other probes than the selection: on the selection probes the
         # selected prompt's score is the maximum of many, so it is biased upwards.
         n_tune = args.probe_size if args.tune_probe_size is None else args.tune_probe_size
         tune_probes = perm[args.probe_size : args.probe_size + n_tune]
         if not tune_probes:
-            raise SystemExit(f"{task}: no tuning probes left after {len(probes)} probes")
+            raise SystemExit(f"{name}: no tuning probes left after {len(probes)} probes")
         used = len(probes) + len(tune_probes)
         if args.heldout:
-            held = [int(i) for i in rng.permutation(heldout.indices(task))][: args.heldout_size]
+            held = [int(i) for i in rng.permutation(_members(heldout, task, group))]
+            held = held[: args.heldout_size]
         else:
             held = perm[used : used + args.heldout_size]
         if not held:
-            raise SystemExit(f"{task}: no held-out queries left after {len(probes)} probes")
-        cands, _ = split_indices(train, task, args.candidates, 1, args.seed, probe)
+            raise SystemExit(f"{name}: no held-out queries left after {len(probes)} probes")
+        taken = set(probes) | set(tune_probes) | (set(held) if heldout is probe else set())
+        pool = [int(i) for i in _members(train, task, group) if not (same and int(i) in taken)]
+        if group is None:
+            cands, _ = split_indices(train, task, args.candidates, 1, args.seed, probe)
+        else:
+            cands = [int(i) for i in rng.permutation(pool)[: args.candidates]]
         on_probe = ModelScorer(model, train, probe, task, size, mode=mode, device=device)
         on_held = ModelScorer(model, train, heldout, task, size, mode=mode, device=device)
         store = QueryStore(train, task, size)
@@ -113,17 +145,17 @@ def main() -> None:
             cands,
             probes,
             on_probe,
-            out=work / task / "select",
+            out=work / safe_name(name) / "select",
             metric=metric,
             higher_is_better=hib,
-            random=0,
+            random=args.random,
             min_probes=args.min_probes,
             seed=args.seed,
             probe_reader=probe,
             progress=False,
+            group=group,
         )
         best = store.pair(report["best"]["index"])
-        pool = [int(i) for i in train.indices(task)]
         rand_idx = np.random.default_rng(args.seed + 1).permutation(pool)[: args.random]
         random_scores = [on_held.set_score(store.pair(int(i)), held) for i in rand_idx]
         # The same random prompts on the tuning probes: if their ranking there does not carry over
@@ -138,7 +170,7 @@ def main() -> None:
             task,
             pool,
             best,
-            out=work / task / "tune",
+            out=work / safe_name(name) / "tune",
             validate=lambda p, s=on_probe, pr=tune_probes: s.set_score(p, pr),
             higher_is_better=hib,
             metric=metric,
@@ -153,18 +185,19 @@ def main() -> None:
             objective=resolve_objective(kind, args.objective),
         )
         tuned = on_held.set_score(
-            load_prompt_tensors(work / task / "tune" / "prompt.safetensors"), held
+            load_prompt_tensors(work / safe_name(name) / "tune" / "prompt.safetensors"), held
         )
         on_probe.close()
         on_held.close()
         rows.append(
             dict(
-                task=task,
+                task=name,
                 metric=metric,
                 hib=hib,
                 random=float(np.nanmean(random_scores)),
                 random_std=float(np.nanstd(random_scores)),
                 r=r,
+                noise=report["dependence"]["noise"],
                 selected=selected,
                 tuned=tuned,
                 passes=report["forward_passes"],
@@ -178,21 +211,39 @@ def main() -> None:
     print()
     wins_sel = sum(_better(r["selected"], r["random"], r["hib"]) for r in rows)
     wins_tun = sum(_better(r["tuned"], r["selected"], r["hib"]) for r in rows)
-    print(f"selected beats random mean: {wins_sel}/{len(rows)} tasks; ", end="")
-    print(f"tuned beats selected: {wins_tun}/{len(rows)} tasks  (work folder: {work})")
+    print(f"selected beats random mean: {wins_sel}/{len(rows)}; ", end="")
+    print(f"tuned beats selected: {wins_tun}/{len(rows)}  (work folder: {work})")
+    if args.random:
+        sel = sum(_better(r["selected"], r["random"], r["hib"], r["noise"]) for r in rows)
+        tun = sum(_better(r["tuned"], r["selected"], r["hib"], r["noise"]) for r in rows)
+        both = sum(
+            _better(r["selected"], r["random"], r["hib"], r["noise"])
+            and _better(r["tuned"], r["selected"], r["hib"], r["noise"])
+            for r in rows
+        )
+        print(
+            f"by more than the noise prompt-select reports: selected > random {sel}/{len(rows)}, "
+            f"tuned > selected {tun}/{len(rows)}, both {both}/{len(rows)}"
+        )
 
 
-def _better(a: float, b: float, higher_is_better: bool) -> bool:
-    if not (math.isfinite(a) and math.isfinite(b)):
+def _members(reader, task: str, group: str | None) -> list[int]:
+    idx = reader.indices(task) if group is None else reader.groups(task).get(group, [])
+    return [int(i) for i in idx]
+
+
+def _better(a: float, b: float, higher_is_better: bool, margin: float | None = 0.0) -> bool:
+    """``a`` better than ``b`` by more than ``margin`` (None: never, no noise estimate)."""
+    if margin is None or not (math.isfinite(a) and math.isfinite(b)):
         return False
-    return a > b if higher_is_better else a < b
+    return a - b > margin if higher_is_better else b - a > margin
 
 
 def _print(rows: list[dict], header: bool) -> None:
     if header:
         print(
             f"{'task':<20} {'metric':<6} {'random (mean±sd)':>18} {'selected':>9} {'tuned':>9} "
-            f"{'sel/rand':>8} {'tun/sel':>8} {'r':>5} {'passes/naive':>13} {'probe':>5} {'held':>5} {'s':>5}"
+            f"{'sel/rand':>8} {'tun/sel':>8} {'r':>5} {'noise':>7} {'passes/naive':>13} {'probe':>5} {'held':>5} {'s':>5}"
         )
     for r in rows:
         sense = "↑" if r["hib"] else "↓"
@@ -202,8 +253,13 @@ def _print(rows: list[dict], header: bool) -> None:
         print(
             f"{r['task']:<20} {r['metric'] + sense:<6} {rand:>18} {r['selected']:>9.4f} "
             f"{r['tuned']:>9.4f} {ratio_s:>8.3f} {ratio_t:>8.3f} {r['r']:>5.2f} "
+            f"{_num(r['noise']):>7} "
             f"{r['passes']:>6}/{r['naive']:<6} {r['probes']:>5} {r['held']:>5} {r['seconds']:>5.0f}"
         )
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 if __name__ == "__main__":
