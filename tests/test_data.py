@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -291,8 +293,14 @@ def _paired(path, **options):
 
 def test_grouped_canvases_pair_two_different_samples_of_one_group(tmp_path, caplog):
     path = _identity_shards(tmp_path / "ids")
-    with caplog.at_level("WARNING"):
-        ds = _paired(path)
+    # The CLI's console setup stops painter_cli records at its own handler (propagate False).
+    logger = logging.getLogger("painter_cli.data")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="painter_cli.data"):
+            ds = _paired(path)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert "1 group(s) with one sample left out of pairing" in caplog.text
     pairs = [_halves(ds[i]) for i in range(80)]
     for top, bottom in pairs:
