@@ -918,6 +918,20 @@ def size_text(size: dict[str, Any] | None) -> str:
     return f"{width} x {height} ({size['distinct']} sizes)"
 
 
+def sizes_line(rows: Sequence[dict[str, Any]]) -> str:
+    """``painter info``'s sizes of ``summarize`` rows: ``"64x64"`` when every image and target has
+    it, else ``"task 48x40, other 30-32 x 20-21 (2 sizes) (targets 32x32)"`` per task and split."""
+    texts = []
+    for row in rows:
+        image, target = size_text(row["image_size"]), size_text(row["target_size"])
+        texts.append(image if target in (image, "-") else f"{image} (targets {target})")
+    if len(set(texts)) == 1:
+        return texts[0]
+    return ", ".join(
+        f"{row['task']} ({row['split']}) {t}" for row, t in zip(rows, texts, strict=True)
+    )
+
+
 def group_summary(groups: dict[str, int], show: int = 3) -> str:
     """``"12: crescent (10), ring (10), star (8), ..."`` for ``painter info``; ``"-"`` for none."""
     if not groups:

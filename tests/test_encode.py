@@ -250,7 +250,7 @@ def test_cli_info_table(tmp_path, cli_runner):
     assert result.exit_code == 0
     assert "lol-lowlight" in result.output and "2 samples in 1 shards" in result.output
     # W x H of the two LoL fakes, 30 x 20 and 32 x 21
-    assert "image size" in result.output and "30-32 x 20-21 (2 sizes)" in result.output
+    assert "sizes (W x H): 30-32 x 20-21 (2 sizes)\n" in result.output
 
 
 def test_cli_info_table_shows_groups(tmp_path, cli_runner):

@@ -28,6 +28,7 @@ from painter_cli.shards import (
     shard_name,
     size_range,
     size_text,
+    sizes_line,
     summarize,
     unpack,
 )
@@ -259,6 +260,16 @@ def test_summarize_and_export(tmp_path):
     assert several == {"height": [12, 40], "width": [17, 20], "distinct": 3}
     assert size_text(several) == "17-20 x 12-40 (3 sizes)"
     assert size_range([]) is None and size_text(None) == "-"
+    rows = [
+        {"task": "a", "split": "val", "image_size": one, "target_size": one},
+        {"task": "b", "split": "val", "image_size": several, "target_size": None},
+    ]
+    assert sizes_line(rows[:1]) == "17x12"
+    assert sizes_line(rows) == "a (val) 17x12, b (val) 17-20 x 12-40 (3 sizes)"
+    assert (
+        sizes_line([{**rows[0], "target_size": several}])
+        == "17x12 (targets 17-20 x 12-40 (3 sizes))"
+    )
     paths = export_pairs(r, 2, tmp_path / "look")
     assert [p.name for p in paths] == ["0000_ade20k-semseg_s0.png", "0001_ade20k-semseg_s4.png"]
     with Image.open(paths[1]) as im:

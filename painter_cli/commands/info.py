@@ -23,7 +23,7 @@ def info(
 ) -> None:
     """Show the tasks, splits, sample counts and codecs of shard directories."""
     from painter_cli.console import stdout_console
-    from painter_cli.shards import group_summary, inspect_dirs, size_text
+    from painter_cli.shards import group_summary, inspect_dirs, sizes_line
 
     summary, target = inspect_dirs(dirs, export=export, export_dir=export_dir)
     if as_json:
@@ -33,16 +33,13 @@ def info(
 
     table = Table()
     # Names the other commands take are never cut; the params column wraps instead.
-    columns = ("task", "split", "samples", "image size", "target size", "groups", "codec")
-    for name in (*columns, "params", "skipped"):
+    for name in ("task", "split", "samples", "groups", "codec", "params", "skipped"):
         table.add_column(name, no_wrap=name not in ("params", "groups"), overflow="fold")
     for row in summary["rows"]:
         table.add_row(
             row["task"],
             row["split"],
             str(row["count"]),
-            size_text(row["image_size"]),
-            size_text(row["target_size"]),
             group_summary(row["groups"]),
             row["codec"],
             json.dumps(row["params"]),
@@ -50,6 +47,8 @@ def info(
         )
     console = stdout_console()
     console.print(table)
+    # Sizes below the table, which an 80-column terminal cannot widen: one line when all agree.
+    console.print(f"sizes (W x H): {sizes_line(summary['rows'])}", highlight=False)
     console.print(f"{summary['count']} samples in {summary['shards']} shards", highlight=False)
     if target is not None:
         console.print(f"wrote {len(summary['exported'])} PNGs to {target}", highlight=False)
