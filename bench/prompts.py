@@ -19,7 +19,9 @@ probes); the last line counts the rows where selected > random and tuned > selec
 ``synthetic-segment``, FSS-1000) makes one row per group: candidates, probes, random prompts,
 tuning queries and held-out queries are all of that group, SegGPT's in-context tuning for one
 class. With ``--data`` and ``--probe`` the same shards (the ood split), the probe and held-out
-queries are taken out of the candidates and the tuning pool.
+queries are taken out of the candidates and the tuning pool. The selected prompt is also compared
+with FSS-1000's one-shot protocol on the same held-out queries (each prompted by a seeded random
+other sample of its class).
 
     python bench/prompts.py --checkpoint CKPT --data TRAIN_SHARDS --probe VAL_SHARDS
         [--heldout TEST_SHARDS] [--tasks T ...] [--candidates 16] [--probe-size 16]
@@ -76,6 +78,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from painter_cli.checkpoint import load_model
+    from painter_cli.evaluation import GroupPairing, evaluate
     from painter_cli.inference import default_size, load_prompt_tensors, resolve_device
     from painter_cli.prompts import (
         ModelScorer,
@@ -88,7 +91,7 @@ def main() -> None:
         split_indices,
         tune_prompt,
     )
-    from painter_cli.shards import ShardReader
+    from painter_cli.shards import ShardReader, TaskView
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -187,6 +190,19 @@ def main() -> None:
         tuned = on_held.set_score(
             load_prompt_tensors(work / safe_name(name) / "tune" / "prompt.safetensors"), held
         )
+        # FSS-1000's one-shot protocol on the same queries: each prompted by a seeded random
+        # other sample of its class in the held-out shards.
+        one_shot = math.nan
+        if group is not None and mode != "loss":
+            one_shot = evaluate(
+                on_held.predictor,
+                TaskView(heldout, task, held),
+                task,
+                [],
+                batch_size=args.batch_size,
+                progress=False,
+                pairing=GroupPairing(heldout, task, shots=1, seed=args.seed),
+            )[metric]
         on_probe.close()
         on_held.close()
         rows.append(
@@ -200,6 +216,7 @@ def main() -> None:
                 noise=report["dependence"]["noise"],
                 selected=selected,
                 tuned=tuned,
+                one_shot=float(one_shot),
                 passes=report["forward_passes"],
                 naive=report["naive_evaluations"],
                 probes=len(probes),
@@ -225,6 +242,11 @@ def main() -> None:
             f"by more than the noise prompt-select reports: selected > random {sel}/{len(rows)}, "
             f"tuned > selected {tun}/{len(rows)}, both {both}/{len(rows)}"
         )
+    if args.groups:
+        wins = sum(_better(r["selected"], r["one_shot"], r["hib"]) for r in rows)
+        print(f"selected beats the seeded one-shot protocol: {wins}/{len(rows)} classes")
+        for r in rows:
+            print(f"  {r['task']}: one-shot {r['one_shot']:.4f}, selected {r['selected']:.4f}")
 
 
 def _members(reader, task: str, group: str | None) -> list[int]:
