@@ -29,7 +29,11 @@ def prompt_select(
     candidates: str = typer.Option("64", "--candidates", "-n", help="Candidate pairs, or 'all'."),
     probe_size: int = typer.Option(32, "--probe-size", "-m", help="Probe queries."),
     top: int = typer.Option(5, "--top", "-k", help="Pairs in the multi-prompt folder OUT/top."),
-    random: int = typer.Option(10, "--random", help="Random prompts scored for comparison."),
+    random: int = typer.Option(
+        10,
+        "--random",
+        help="Random prompts scored on all probes: their mean, and whether the prompt matters.",
+    ),
     min_probes: int = typer.Option(4, "--min-probes", help="Probes of the first halving round."),
     per_query: bool = typer.Option(
         False, "--per-query", help="Also score retrieval: each probe gets its most similar pair."
