@@ -111,15 +111,16 @@ def select_prompts(
     """Successive-halving search of ``candidates`` (indices of ``train``) on ``probes`` with
     ``score`` (candidate, probes) -> per-probe scores, cached in ``out/scores.json``.
 
-    ``random`` seeded random candidates are also scored on every probe for ``random_mean``.
+    ``random`` seeded random candidates are also scored on every probe, for ``random_mean`` and
+    the report's ``dependence`` (their spread against the metric's noise, ``probe_dependence``).
     ``per_query(candidates, probes)`` -> the candidate retrieved for each probe (retrieval mode).
-    ``requested``: the ``candidates`` (None = all) and ``probes`` the user asked for, so the report
-    can say where fewer were searched; ``group``: the candidates and probes are that group's. Writes ``out/image.png`` + ``target.png`` (best),
-    ``out/top/`` (top ``top``) and ``out/report.json``; returns the report. Its ``dependence``
-    is the random prompts' spread against the metric's noise (``dependence``). The report's
-    ``searched`` says what was actually scored, ``warnings`` where it is less than asked or
-    probes are also candidates, ``tied`` the candidates that share the best score (a tie names
-    no best; ``image.png`` is then the first of them in draw order).
+    ``requested``: the ``candidates`` (None = all) and ``probes`` the user asked for, so the
+    report can say where fewer were searched; ``group``: the candidates and probes are that
+    group's. Writes ``out/image.png`` + ``target.png`` (best), ``out/top/`` (top ``top``) and
+    ``out/report.json``; returns the report. Its ``searched`` says what was actually scored,
+    ``warnings`` where that is less than asked or probes are also candidates, ``tied`` the
+    candidates that share the best score (a tie names no best; ``image.png`` is then the first
+    of them in draw order).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
