@@ -80,7 +80,7 @@ def test_find_cycle_reports_a_circle_and_passes_a_tree():
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-def test_import_graph_sees_deferred_and_relative_imports():
+def test_import_graph_sees_deferred_imports():
     graph = import_graph()
     # Commands import their core module inside the command function: still an edge.
     assert "painter_cli.console" in graph["painter_cli.commands.prompt_select"]
