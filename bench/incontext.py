@@ -312,13 +312,11 @@ def oneshot_table(predictor, reader: ShardReader, limit: int, seed: int = 0) -> 
 def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 0) -> dict:
     """``{"selectivity": {"val": {...}, "ood": {...}}, "oneshot_ood": {...}}`` (see the module
     docstring) of ``checkpoint`` on the suite in ``suite`` (version 3)."""
-    from painter_cli.checkpoint import load_model
+    from painter_cli.checkpoint import load_model, resolve_seg_type
 
     model = load_model(checkpoint, device="cpu")
-    # A SegGPT model was trained with the semantic type token on semseg-codec tasks (the
-    # predictor's default is the official inference default, instance).
-    seg_type = "semantic" if model.config.num_type_tokens else None
-    predictor = Predictor(model, seg_type=seg_type)
+    # A SegGPT model of ours paints with the type token it was trained with on the task's kind.
+    predictor = Predictor(model, seg_type=resolve_seg_type(checkpoint, model, None, "fgseg"))
     readers = {split: ShardReader(suite / split) for split in ("val", "ood")}
     for split, reader in readers.items():
         if SEGMENT not in reader.tasks:

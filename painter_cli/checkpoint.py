@@ -268,6 +268,22 @@ def trained_tasks(checkpoint: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return tasks if isinstance(tasks, dict) else {}
 
 
+def resolve_seg_type(
+    checkpoint: str | os.PathLike, model: nn.Module, option: str | None, kind: str | None
+) -> str | None:
+    """The SegGPT type token to paint with: ``option`` when given; else None for a model without
+    type tokens (Painter), ``instance`` for the released SegGPT file (its official inference
+    default), and for a SegGPT checkpoint of ours the token ``painter train`` gave tasks of codec
+    ``kind`` (``model.seg_type_for_kind``)."""
+    from painter_cli.model import seg_type_for_kind
+
+    if option is not None or not getattr(model.config, "num_type_tokens", 0):
+        return option
+    if _config_doc(checkpoint) is None:  # the released layout
+        return "instance"
+    return seg_type_for_kind(kind or "")
+
+
 def target_resize_rule(checkpoint: str | os.PathLike, model: nn.Module) -> str:
     """How this checkpoint's prompt targets are resized (one of ``TARGET_RESIZES``): a released
     file (official ``.pth`` layout) as its official inference (Painter ``bicubic``, SegGPT

@@ -36,6 +36,7 @@ from PIL import Image, ImageEnhance
 from painter_cli.config import TaskOptions
 from painter_cli.errors import PainterError
 from painter_cli.masking import MaskGenerator, half_mask, mask_prompt
+from painter_cli.model import seg_type_for_kind
 from painter_cli.tasks.recolor import RECOLOR_KINDS, recolor_pair
 
 log = logging.getLogger(__name__)
@@ -301,9 +302,7 @@ class _CanvasBase(torch.utils.data.Dataset):
         self.task_names = [t.name for t in self.tasks]
         # SegGPT's type token per task (``model.SEG_TYPES`` names): instance codecs get the
         # instance token, every other task the semantic one.
-        self.seg_types = [
-            "instance" if t.codec.kind == "instance" else "semantic" for t in self.tasks
-        ]
+        self.seg_types = [seg_type_for_kind(t.codec.kind) for t in self.tasks]
         self.fg_weights = {t.name: t.fg_weight for t in self.tasks}
 
     @staticmethod

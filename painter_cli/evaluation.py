@@ -944,8 +944,11 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         from painter_cli.shards import TaskView
 
         queries = TaskView(reader, task, suite_queries(reader, task))
+    from painter_cli.checkpoint import resolve_seg_type
+
+    seg_type = resolve_seg_type(ckpt, model, settings.seg_type, codec.kind)
     predictor = Predictor(
-        model, size=size, device=device, precision=settings.precision, seg_type=settings.seg_type
+        model, size=size, device=device, precision=settings.precision, seg_type=seg_type
     )
     result = evaluate(
         predictor,
@@ -974,6 +977,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         out=str(out),
         target_resize=rule,
         prompt_target_resize=target_mode,
+        seg_type=seg_type,
     )
     # What was used rather than what was asked: the variant inferred from the task name, and the
     # flip test only for the tasks it applies to (COCO keypoints).

@@ -59,6 +59,12 @@ def dark_target_threshold(height: int, width: int) -> float:
 SEG_TYPES = {"semantic": 0, "instance": 1}
 
 
+def seg_type_for_kind(kind: str) -> str:
+    """The SegGPT type token ``painter train`` gives a task of codec ``kind``: instance codecs the
+    instance token, every other task (semseg, fgseg, depth, ...) the semantic one."""
+    return "instance" if kind == "instance" else "semantic"
+
+
 def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

@@ -366,3 +366,22 @@ def test_bundled_model_knows_its_synthetic_tasks_and_weights_are_unchanged():
     assert tasks["synthetic-semseg"]["target_resize"] == "nearest"
     weights = (folder / "model.safetensors").read_bytes()
     assert hashlib.sha256(weights).hexdigest() == BUNDLED_SHA256
+
+
+def test_seg_type_follows_the_checkpoint_and_the_task_kind(tmp_path):
+    from types import SimpleNamespace
+
+    from painter_cli.checkpoint import resolve_seg_type
+
+    painter = SimpleNamespace(config=SimpleNamespace(num_type_tokens=0))
+    released = tmp_path / "seggpt_vit_large.pth"
+    released.write_bytes(b"")  # only its layout (no config.json) matters here
+    seggpt = build_model("seggpt-mini", seed=0)
+    ours = save_checkpoint(tmp_path / "ours", seggpt, run_config={"data": {}})
+    # Painter has no type tokens; the released SegGPT paints with its official default
+    # (instance); ours as `painter train` fed the task's kind; an explicit option always wins.
+    assert resolve_seg_type(released, painter, None, "semseg") is None
+    assert resolve_seg_type(released, seggpt, None, "semseg") == "instance"
+    assert resolve_seg_type(ours, seggpt, None, "semseg") == "semantic"
+    assert resolve_seg_type(ours, seggpt, None, "instance") == "instance"
+    assert resolve_seg_type(ours, seggpt, "instance", "semseg") == "instance"

@@ -46,7 +46,11 @@ def eval_command(
         "as the paper's eval scripts, SegGPT nearest, ours as trained), codec, official-train, "
         "bicubic or nearest.",
     ),
-    seg_type: str = typer.Option(None, "--seg-type", help="SegGPT: instance or semantic."),
+    seg_type: str = typer.Option(
+        None,
+        "--seg-type",
+        help="SegGPT: instance or semantic (default: as the checkpoint was trained on the task's kind; released SegGPT: instance).",
+    ),
     pair_by_group: bool = typer.Option(
         None,
         "--pair-by-group/--no-pair-by-group",

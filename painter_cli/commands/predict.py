@@ -50,7 +50,9 @@ def predict(
         None, "--ensemble", help="Several prompts: features (default) or outputs."
     ),
     seg_type: str = typer.Option(
-        None, "--seg-type", help="SegGPT checkpoints: instance (default) or semantic."
+        None,
+        "--seg-type",
+        help="SegGPT: instance or semantic (default: as the checkpoint was trained on the task's kind; released SegGPT: instance).",
     ),
     decode: str = typer.Option(
         "codec",

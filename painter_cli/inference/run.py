@@ -334,7 +334,7 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     ckpt = checkpoint_or_default(settings.checkpoint)
     if settings.target_resize != "auto":
         target_resample(settings.target_resize)  # a bad value fails before any work
-    from painter_cli.checkpoint import trained_tasks
+    from painter_cli.checkpoint import resolve_seg_type, trained_tasks
 
     trained = trained_tasks(ckpt)
     codec = task_codec(settings.task, trained, settings.codec, settings.codec_params)
@@ -375,8 +375,9 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     size = settings.size
     if size is None:
         size = min(tensor_sizes) if tensor_sizes else default_size(model, kind)
+    seg_type = resolve_seg_type(ckpt, model, settings.seg_type, kind)
     predictor = Predictor(
-        model, size=size, device=device, precision=settings.precision, seg_type=settings.seg_type
+        model, size=size, device=device, precision=settings.precision, seg_type=seg_type
     )
     rule, target_mode = prompt_resize(ckpt, model, settings.target_resize, codec, task_name)
     prompts = [
@@ -445,6 +446,7 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
         model=model.config.to_dict(),
         target_resize=rule,
         prompt_target_resize=target_mode,
+        seg_type=seg_type,
     )
     write_json(out / "predict_config.json", config)
     log.info("painted %d queries into %s", len(records), out)
