@@ -178,7 +178,7 @@ def test_seggpt_recipes_resolve_and_train_on_the_suite(tmp_path):
     assert (suite.model.preset, real.model.preset) == ("seggpt-mini", "seggpt-vit-large")
     assert get_config(suite.model.preset).num_type_tokens == 2
     seg = suite.data.task_options["synthetic-segment"]
-    assert seg.pair_by_group and seg.recolor and seg.fg_weight == 4.0 and seg.prompt_mask > 0
+    assert seg.pair_by_group and seg.recolor and seg.fg_weight == 10.0 and seg.prompt_mask > 0
     assert suite.data.task_options["synthetic-semseg"].recolor
     assert sorted(suite.data.tasks) == ["synthetic-segment", "synthetic-semseg"]
     assert suite.mask.half_prob == 1.0  # the query's target is never partly visible
