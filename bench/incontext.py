@@ -332,7 +332,7 @@ def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 
 
 def segment_markdown(report: dict) -> str:
     lines = [
-        "| classes | form | selectivity | IoU prompted shape | IoU other shape | queries |",
+        "| classes | form | selectivity (+- s.e.) | IoU prompted shape | IoU other shape | queries |",
         "|---|---|---:|---:|---:|---:|",
     ]
     names = {"val": "training (val)", "ood": "held out (ood)"}
@@ -340,7 +340,7 @@ def segment_markdown(report: dict) -> str:
     for split, by_form in report["selectivity"].items():
         for form, r in by_form.items():
             lines.append(
-                f"| {names[split]} | {forms[form]} | {r['selectivity']:+.1f} | "
+                f"| {names[split]} | {forms[form]} | {r['selectivity']:+.1f} +- {r['sem']:.1f} | "
                 f"{r['prompted']:.1f} | {r['other']:.1f} | {r['queries']} |"
             )
     o = report["oneshot_ood"]

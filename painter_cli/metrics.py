@@ -389,7 +389,8 @@ def selectivity(
 
 class SelectivityMeter:
     """Streaming ``selectivity``, averaged over queries: ``update(pred_a, pred_b, gt_a, gt_b)``;
-    ``compute()`` -> ``{"selectivity", "prompted", "other", "queries"}`` (NaN without queries)."""
+    ``compute()`` -> ``{"selectivity", "prompted", "other", "queries", "sem"}`` (NaN without
+    queries; ``sem``: the standard error of the mean selectivity, NaN below two queries)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
@@ -402,7 +403,10 @@ class SelectivityMeter:
         out = {
             k: float(np.mean([r[k] for r in self.rows])) if self.rows else math.nan for k in keys
         }
-        return {**out, "queries": len(self.rows)}
+        n = len(self.rows)
+        sel = [r["selectivity"] for r in self.rows]
+        sem = float(np.std(sel, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        return {**out, "queries": n, "sem": sem}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -183,6 +183,9 @@ def test_seggpt_recipes_resolve_and_train_on_the_suite(tmp_path):
     assert sorted(suite.data.tasks) == ["synthetic-segment", "synthetic-semseg"]
     assert suite.mask.half_prob == 1.0  # the query's target is never partly visible
     assert real.data.task_options["fss1000"].pair_by_group
+    stage2 = resolve(folder / "seggpt-suite-stage2.toml")  # lower foreground weight: selection
+    assert stage2.run.init == "runs/seggpt-suite" and stage2.model.preset == "seggpt-mini"
+    assert stage2.data.task_options["synthetic-segment"].fg_weight == 4.0
     for recipe in folder.glob("*.toml"):  # the held-out concepts stay unseen by every recipe
         cfg = resolve(recipe)
         assert "synthetic-fgseg" not in {*cfg.data.tasks, *cfg.data.weights}, recipe.name

@@ -551,6 +551,7 @@ def test_selectivity_meter_averages_queries():
     meter.update(a | b, a | b, a, b)  # 0
     out = meter.compute()
     assert out["selectivity"] == pytest.approx(50.0) and out["queries"] == 2
+    assert out["sem"] == pytest.approx(50.0)  # values 100 and 0: std 70.71 (n - 1), / sqrt(2)
     assert out["prompted"] == pytest.approx(75.0) and out["other"] == pytest.approx(25.0)
     assert M.mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 0.0
 
