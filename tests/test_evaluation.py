@@ -494,10 +494,9 @@ def test_grouped_eval_with_the_model_pairs_within_groups_only(model, tmp_path):
     assert 0.0 <= got["miou"] <= 100.0 and got["classes"] == 3
 
 
-def test_decode_by_prompt_colours_in_eval(model, tmp_path):
-    # 8 classes (base 2, margin 128). The "model" paints class 2 (255, 255, 127) as
-    # (190, 255, 127): the palette's nearest is class 6 (127, 255, 127), 63 < 65 away, but among
-    # the prompt's colours (black, class 1, class 2) it is class 2.
+def _two_class_seg_shards(tmp_path):
+    """``(codec, labels, reader)``: 3 val samples of task ``seg`` (8-class semseg, base 2, black a
+    class), each showing class 1 in rows 4-11 and class 2 in rows 16-27 of an S x S image."""
     spec = {"codec": "semseg", "params": {"num_classes": 8, "base": 2, "background": True}}
     codec = get_codec(spec["codec"], **spec["params"])
     labels = np.zeros((S, S), np.int64)
@@ -505,10 +504,16 @@ def test_decode_by_prompt_colours_in_eval(model, tmp_path):
     labels[16:28] = 2
     with ShardWriter(tmp_path, tasks={"seg": spec}, split="val") as writer:
         for k in range(3):
-            writer.add(
-                Sample(f"s{k}", _photo(np.random.default_rng(k), S, S), codec.encode(labels)), "seg"
-            )
-    reader = ShardReader(tmp_path)
+            image = _photo(np.random.default_rng(k), S, S)
+            writer.add(Sample(f"s{k}", image, codec.encode(labels)), "seg")
+    return codec, labels, ShardReader(tmp_path)
+
+
+def test_decode_by_prompt_colours_in_eval(model, tmp_path):
+    # 8 classes (base 2, margin 128). The "model" paints class 2 (255, 255, 127) as
+    # (190, 255, 127): the palette's nearest is class 6 (127, 255, 127), 63 < 65 away, but among
+    # the prompt's colours (black, class 1, class 2) it is class 2.
+    codec, labels, reader = _two_class_seg_shards(tmp_path)
     drifted = codec.encode(labels)
     drifted[labels == 2] = (190, 255, 127)
 
@@ -632,16 +637,7 @@ def test_recolor_rewards_reading_the_prompts_colours(model, tmp_path):
     # target is repainted in random colours: a model that paints the prompt's colours (the echo)
     # keeps 100; one that paints the codec's palette whatever the prompt shows is read by the
     # nearest prompt colour and loses whenever the random colours swap its two classes.
-    spec = {"codec": "semseg", "params": {"num_classes": 8, "base": 2, "background": True}}
-    codec = get_codec(spec["codec"], **spec["params"])
-    labels = np.zeros((S, S), np.int64)
-    labels[4:12] = 1
-    labels[16:28] = 2
-    with ShardWriter(tmp_path, tasks={"seg": spec}, split="val") as writer:
-        for k in range(3):
-            image = _photo(np.random.default_rng(k), S, S)
-            writer.add(Sample(f"s{k}", image, codec.encode(labels)), "seg")
-    reader = ShardReader(tmp_path)
+    codec, labels, reader = _two_class_seg_shards(tmp_path)
     (prompt,) = prompts_from_shards(reader, "seg", S)
 
     class Palette(Predictor):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from painter_cli.commands import _help
+
 
 def eval_command(
     task: str = typer.Option(..., "--task", help="Task name in the shards (or its codec kind)."),
@@ -42,14 +44,12 @@ def eval_command(
     target_resize: str = typer.Option(
         "auto",
         "--target-resize",
-        help="How prompt targets are resized: auto (as the checkpoint: released Painter bicubic "
-        "as the paper's eval scripts, SegGPT nearest, ours as trained), codec, official-train, "
-        "bicubic or nearest.",
+        help=_help.TARGET_RESIZE,
     ),
     seg_type: str = typer.Option(
         None,
         "--seg-type",
-        help="SegGPT: instance or semantic (default: as the checkpoint was trained on the task's kind; released SegGPT: instance).",
+        help=_help.SEG_TYPE,
     ),
     pair_by_group: bool = typer.Option(
         None,

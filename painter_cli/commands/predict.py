@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from painter_cli.commands import _help
+
 
 def predict(
     queries: list[str] = typer.Argument(..., help="Query images: files, folders or globs."),
@@ -36,9 +38,7 @@ def predict(
     target_resize: str = typer.Option(
         "auto",
         "--target-resize",
-        help="How prompt targets are resized: auto (as the checkpoint: released Painter bicubic "
-        "as the paper's eval scripts, SegGPT nearest, ours as trained), codec, official-train, "
-        "bicubic or nearest.",
+        help=_help.TARGET_RESIZE,
     ),
     codec: str = typer.Option(
         None, "--codec", help="Decode with this codec (a task the checkpoint does not know)."
@@ -52,7 +52,7 @@ def predict(
     seg_type: str = typer.Option(
         None,
         "--seg-type",
-        help="SegGPT: instance or semantic (default: as the checkpoint was trained on the task's kind; released SegGPT: instance).",
+        help=_help.SEG_TYPE,
     ),
     decode: str = typer.Option(
         "codec",
