@@ -320,7 +320,9 @@ def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 
     readers = {split: ShardReader(suite / split) for split in ("val", "ood")}
     for split, reader in readers.items():
         if SEGMENT not in reader.tasks:
-            raise SystemExit(f"{suite / split}: no {SEGMENT} (a suite of version 3 is needed)")
+            raise SystemExit(
+                f"{suite / split}: no {SEGMENT} (a suite of version 3 or later is needed)"
+            )
     return {
         "selectivity": {
             split: selectivity_table(predictor, reader, split, limit, seed)

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+from painter_cli.defaults import SUITE_VERSION
 from painter_cli.errors import PainterError
 from painter_cli.sources.synthetic import (
     KEYPOINT_NAMES,
@@ -182,29 +183,57 @@ def test_painter_encode_synthetic_writes_readable_shards(tmp_path, cli_runner):
     np.testing.assert_array_equal(s["instance_ids"], expected.extras["instance_ids"])
 
 
-def test_version_2_tasks_are_byte_identical():
-    # The bundled model was trained on these samples: adding tasks must not change them. Digests
-    # of samples 0-2 (image and target bytes) written by the version 2 generator.
+def _digest(task: str) -> str:
+    """sha256 (16 hex digits) of samples 0-2 (image and target bytes) of ``task``'s first split."""
     import hashlib
 
+    h = hashlib.sha256()
+    for i in range(3):
+        s = generate(task, i, split=SYNTHETIC_TASKS[task].splits[0], size=64)
+        h.update(s.image.tobytes())
+        h.update(s.target.tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_version_2_tasks_are_byte_identical():
+    # Suite versions 3 and 4 must not change what the other tasks draw. Digests written by the
+    # version 2 generator.
     expected = {
         "synthetic-depth": "45826d69d775a9ad",
         "synthetic-semseg": "73fe4e8d3ca6f3ee",
         "synthetic-instance": "98afd6c67e2f832f",
         "synthetic-keypoints": "ccd9cd20f092c213",
-        "synthetic-denoise": "3c43348b42541601",
-        "synthetic-derain": "f86934b61f5ff1de",
-        "synthetic-lowlight": "19a71cb11e2b7968",
         "synthetic-fgseg": "303ec2c211d55f6f",
     }
     for task, digest in expected.items():
-        h = hashlib.sha256()
-        for i in range(3):
-            s = generate(task, i, split=SYNTHETIC_TASKS[task].splits[0], size=64)
-            assert s.group is None
-            h.update(s.image.tobytes())
-            h.update(s.target.tobytes())
-        assert h.hexdigest()[:16] == digest, task
+        assert generate(task, 0, split=SYNTHETIC_TASKS[task].splits[0], size=64).group is None
+        assert _digest(task) == digest, task
+
+
+def test_version_4_restoration_tasks_are_pinned():
+    # Version 4 redrew the restoration scenes (version 2: 3c43348b..., f86934b6..., 19a71cb1...);
+    # a change here needs a SUITE_VERSION bump, or cached suites would silently differ.
+    expected = {
+        "synthetic-denoise": "c49f8bcb14a3882d",
+        "synthetic-derain": "14febe833a048196",
+        "synthetic-lowlight": "70e5eff4fb161fec",
+    }
+    for task, digest in expected.items():
+        assert _digest(task) == digest, task
+    assert SUITE_VERSION == 4
+
+
+def test_restoration_scenes_have_photograph_statistics():
+    # The clean targets: close to real photographs at 64 px (PHOTO_STATISTICS_64, spread across
+    # photographs 0.23 / 0.58 / 17), unlike version 3's clean_scene (-2.46 / -2.40 / 29).
+    from painter_cli.sources.deadleaves import PHOTO_STATISTICS_64, scene_statistics
+
+    stats = [scene_statistics(generate("synthetic-denoise", i).target) for i in range(24)]
+    mean = {k: float(np.mean([s[k] for s in stats])) for k in PHOTO_STATISTICS_64}
+    assert abs(mean["slope"] - PHOTO_STATISTICS_64["slope"]) < 0.25, mean
+    assert abs(mean["slope_high"] - PHOTO_STATISTICS_64["slope_high"]) < 0.6, mean
+    assert mean["contrast"] > 40, mean
+    assert SYNTHETIC_TASKS["synthetic-denoise"].count("train") == 3000
 
 
 # --- synthetic-segment ------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
 * ``synthetic-keypoints``: a stick figure with 7 keypoints (head, neck, hip, left/right hand,
   left/right foot; "left" = the one with the smaller x) over 0-3 semseg-like shapes;
   ``keypoints``; extras ``keypoints``.
-* ``synthetic-denoise`` / ``synthetic-derain`` / ``synthetic-lowlight``: a clean scene degraded by
-  Gaussian noise / bright slanted streaks / a dark gamma curve plus noise; ``restoration``.
+* ``synthetic-denoise`` / ``synthetic-derain`` / ``synthetic-lowlight``: a clean scene with the
+  statistics of photographs (dead leaves or a 1/f texture, suite version 4) degraded by Gaussian
+  noise / bright slanted streaks / a dark gamma curve plus noise; ``restoration``; 3000 train
+  scenes each.
 * ``synthetic-fgseg`` (split ``ood`` only, never in train): foreground segmentation of an unseen
   shape class (crescent) among distractor shapes, white on black like FSS-1000; ``semseg`` with 1
   class and black as background.
@@ -38,11 +40,16 @@ import numpy as np
 
 from painter_cli.errors import PainterError
 from painter_cli.sources.base import MAX_SIDE, Sample, Source, parse_options
+from painter_cli.sources.deadleaves import dead_leaves, pink_scene
 
 SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")  # semseg classes 1..6
 OOD_SHAPE = "crescent"  # never drawn outside synthetic-fgseg
 KEYPOINT_NAMES = ("head", "neck", "hip", "left_hand", "right_hand", "left_foot", "right_foot")
 SPLIT_COUNTS = {"train": 1000, "val": 100, "ood": 100}
+PINK_SHARE = 0.15  # restoration scenes that are 1/f textures rather than dead leaves
+# Restoration tasks keep more training scenes (suite version 4): the clean image is the target, so
+# a few thousand distinct scenes keep the model from memorising them.
+RESTORATION_COUNTS = (("train", 3000),)
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,9 @@ SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
     "synthetic-semseg": SyntheticTask("semseg", "semseg"),
     "synthetic-instance": SyntheticTask("instance", "coco-instance"),
     "synthetic-keypoints": SyntheticTask("keypoints", "keypoints"),
-    "synthetic-denoise": SyntheticTask("denoise", "restoration"),
-    "synthetic-derain": SyntheticTask("derain", "restoration"),
-    "synthetic-lowlight": SyntheticTask("lowlight", "restoration"),
+    "synthetic-denoise": SyntheticTask("denoise", "restoration", counts=RESTORATION_COUNTS),
+    "synthetic-derain": SyntheticTask("derain", "restoration", counts=RESTORATION_COUNTS),
+    "synthetic-lowlight": SyntheticTask("lowlight", "restoration", counts=RESTORATION_COUNTS),
     "synthetic-fgseg": SyntheticTask("fgseg", "semseg", ("ood",)),
     # Meaningless without concept pairing (a random prompt names another class), so a run trains
     # on it only when its recipe names it (with pair_by_group on).
@@ -367,14 +374,22 @@ def _keypoints(rng: np.random.Generator, size: int):
     return _to_uint8(img), kps, {"keypoints": kps}
 
 
+def restoration_scene(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: a clean scene of the restoration tasks (suite version 4), with the
+    statistics of photographs: a dead-leaves scene, or (``PINK_SHARE`` of them) a 1/f texture.
+    Version 3's ``clean_scene`` (flat shapes on smooth fields) taught the model to flatten images,
+    which harmed real photographs (``docs/bundled-model.md``)."""
+    return pink_scene(rng, size) if rng.uniform() < PINK_SHARE else dead_leaves(rng, size)
+
+
 def _denoise(rng: np.random.Generator, size: int):
-    clean = clean_scene(rng, size)
+    clean = restoration_scene(rng, size)
     noisy = clean + rng.normal(0, rng.uniform(10, 30), clean.shape)
     return _to_uint8(noisy), clean, {}
 
 
 def _derain(rng: np.random.Generator, size: int):
-    clean = clean_scene(rng, size)
+    clean = restoration_scene(rng, size)
     xs, ys = _grid(size)
     theta = rng.uniform(-0.4, 0.4)  # streak direction: near vertical
     streaks = np.zeros((size, size), np.float32)
@@ -390,8 +405,9 @@ def _derain(rng: np.random.Generator, size: int):
 
 
 def _lowlight(rng: np.random.Generator, size: int):
-    clean = clean_scene(rng, size)
-    gamma = rng.uniform(1.5, 2.5)
+    clean = restoration_scene(rng, size)
+    # Gamma 1 (a plain exposure cut, as a photograph taken too dark) to 2.5 (version 3: 1.5-2.5).
+    gamma = rng.uniform(1.0, 2.5)
     dark = 255 * rng.uniform(0.1, 0.35) * (clean / 255.0) ** gamma
     dark = dark + rng.normal(0, 2, clean.shape)
     return _to_uint8(dark), clean, {}
