@@ -20,6 +20,7 @@ found the same way in a checkout, an editable install and a wheel; the repositor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -236,16 +237,50 @@ def ensure_suite(
     """The default synthetic suite in the cache
     (``cache_dir()/synthetic-v<SUITE_VERSION>-s<size>-seed<seed>``),
     generated on first use (``workers`` processes, default: the CPUs, at most 8). Returns its root
-    (with ``train``, ``val`` and ``ood`` inside)."""
+    (with ``train``, ``val`` and ``ood`` inside). Processes that start together generate it once:
+    the first holds ``<root>.lock`` while it generates, the others wait and use its result."""
     root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{size}-seed{seed}"
-    if not all((root / s / "index.json").is_file() for s in SUITE_SPLITS):
-        if workers is None:
-            from painter_cli.encode import nworkers_default
+    if _suite_complete(root):
+        return root
+    # Two processes generating one cache would each restart the other's half-written split
+    # (``encode_suite`` clears a split without an index): one generates, the others wait for it.
+    with _exclusive(root.with_name(root.name + ".lock"), f"generating {root}"):
+        if not _suite_complete(root):  # else a process that held the lock first made it
+            if workers is None:
+                from painter_cli.encode import nworkers_default
 
-            workers = nworkers_default()
-        log.info("generating the synthetic suite into %s (once)", root)
-        encode_suite(root, size=size, seed=seed, workers=workers)
+                workers = nworkers_default()
+            log.info("generating the synthetic suite into %s (once)", root)
+            encode_suite(root, size=size, seed=seed, workers=workers)
     return root
+
+
+def _suite_complete(root: Path) -> bool:
+    """Every split of the suite in ``root`` has its ``index.json`` (written last, atomically)."""
+    return all((root / s / "index.json").is_file() for s in SUITE_SPLITS)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, what: str):
+    """Hold an exclusive ``flock`` on the file ``lock`` (created, kept afterwards: removing it would
+    let a late process lock a new file while another still holds the old one); blocks while
+    another process holds it, saying so once. Without ``fcntl`` (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another process is %s: waiting for it", what)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def encode_synthetic(

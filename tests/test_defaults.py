@@ -64,6 +64,49 @@ def test_suite_resumes_by_split_and_refuses_other_encodes(tmp_path):
         defaults.encode_suite(tmp_path, size=16, count=2)
 
 
+def _generate_racing(barrier, marks: str, out: str) -> None:
+    """One of two processes asking for the same cached suite at once (a tiny one: 1 sample a
+    task); each call of ``encode_suite`` leaves a mark, and waits so the other catches up."""
+    import time
+
+    real = defaults.encode_suite
+
+    def slow_encode(root, **kw):
+        Path(marks, f"encode-{os.getpid()}").touch()
+        time.sleep(0.5)  # the other process now sees no complete suite either
+        return real(root, **{**kw, "count": 1})
+
+    defaults.encode_suite = slow_encode
+    barrier.wait()
+    Path(out).write_text(str(defaults.ensure_suite(size=16, workers=1)))
+
+
+def test_ensure_suite_generates_once_when_two_processes_ask_together(tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    monkeypatch.setenv(defaults.CACHE_ENV, str(tmp_path / "cache"))
+    (tmp_path / "marks").mkdir()
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [
+        ctx.Process(
+            target=_generate_racing, args=(barrier, str(tmp_path / "marks"), str(tmp_path / f"{k}"))
+        )
+        for k in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    roots = {(tmp_path / f"{k}").read_text() for k in range(2)}
+    assert roots == {str(tmp_path / "cache" / f"synthetic-v{defaults.SUITE_VERSION}-s16-seed0")}
+    assert len(list((tmp_path / "marks").iterdir())) == 1  # generated once, the other waited
+    root = Path(roots.pop())
+    assert len(ShardReader(root / "train")) == 8 and len(ShardReader(root / "ood")) == 2
+    assert len(ShardReader(root / "val")) == 8
+
+
 def test_encode_synthetic_cli_writes_the_whole_suite(tmp_path, cli_runner):
     from painter_cli.cli import app
 
