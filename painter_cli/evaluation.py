@@ -474,13 +474,19 @@ class GroupPairing:
 
     ``source``: the reader the prompts come from (the evaluated shards themselves for the one-shot
     protocol, or train shards holding the same groups) and ``task`` its task. A query is never its
-    own prompt. ``target_resize`` (nearest/bicubic; None: by the codec) as ``make_prompt``."""
+    own prompt. ``target_resize`` (nearest/bicubic; None: by the codec) as ``make_prompt``.
+
+    ``fixed``: ``{group: source indices}``, the same prompts for every query of the group (e.g.
+    the pair ``prompt-select`` picked for that class) instead of a seeded draw (``shots`` and
+    ``seed`` then unused); a query of a group without an entry is skipped, and so is a query that
+    is one of its group's prompts."""
 
     source: Any
     task: str
     shots: int = 1
     seed: int = 0
     target_resize: str | None = None
+    fixed: dict[str, list[int]] | None = None
 
     def __post_init__(self):
         if self.shots < 1:
@@ -496,6 +502,9 @@ class GroupPairing:
         """The prompt indices (in ``source``) of query ``i`` of ``reader``, or None to skip it;
         ``same``: ``reader`` reads the source's shards (``i`` is then excluded)."""
         group = reader.group_of(i)
+        if self.fixed is not None:
+            picks = [int(k) for k in self.fixed.get(group, [])] if group is not None else []
+            return None if not picks or (same and i in picks) else picks
         members = self.source.groups(self.task).get(group) if group is not None else None
         if members is None:
             return None
@@ -704,6 +713,8 @@ def evaluate(
             "skipped_queries": len(skipped),
             "skipped_groups": len({reader.group_of(i) for i in skipped}),
         }
+        if pairing.fixed is not None:
+            result["pairing"]["fixed"] = {g: list(map(int, v)) for g, v in pairing.fixed.items()}
     return result
 
 

@@ -632,6 +632,22 @@ def test_prompts_from_other_shards_of_the_same_groups(model, fss, tmp_path):
     assert got["class_iou"] == pytest.approx({"a": 100 * 1024 / 2048, "b": 100 * 768 / 2048})
 
 
+def test_fixed_group_prompts_by_hand(model, fss):
+    # One prompt per class for all its queries (a per-class selected prompt): a1 (index 0) for
+    # class a, b2 (index 4) for b, none for c. The prompts themselves are not queries, c is
+    # skipped: a2 painted as a1 (rows 0:16 against 8:24, IoU 256/768), b1 as b2 (cols 0:16
+    # against 0:8, 256/512); pooled foreground 512/1280, background (256+512)/(768+768).
+    assert [fss.group_of(i) for i in fss.indices("fss")] == ["a", "a", "c", "b", "b"]
+    echo = _Echo(model, S)
+    pairing = GroupPairing(fss, "fss", fixed={"a": [0], "b": [4]})
+    got = evaluate(echo, fss, "fss", [], progress=False, pairing=pairing)
+    assert echo.seen == [["a1"], ["b2"]]
+    assert got["pairing"]["skipped_queries"] == 3 and got["pairing"]["skipped_groups"] == 3
+    assert got["pairing"]["fixed"] == {"a": [0], "b": [4]}
+    assert got["class_iou"] == pytest.approx({"a": 100 / 3, "b": 50.0})
+    assert got["fb_iou"] == pytest.approx((40.0 + 50.0) / 2)
+
+
 def test_recolor_rewards_reading_the_prompts_colours(model, tmp_path):
     # 8 classes (base 2); every sample shows classes 1 and 2. Under recolouring each query's prompt
     # target is repainted in random colours: a model that paints the prompt's colours (the echo)
