@@ -17,6 +17,7 @@ from painter_cli.errors import PainterError
 from painter_cli.inference import load_prompt_tensors, load_prompts, prompt_sources, to_uint8
 from painter_cli.model import build_model, denormalize
 from painter_cli.prompts import (
+    ModelScorer,
     PromptTuner,
     QueryStore,
     ScoreCache,
@@ -32,6 +33,7 @@ from painter_cli.prompts import (
     retrieve,
     select_prompts,
     split_indices,
+    stack_canvases,
     successive_halving,
     verdict,
 )
@@ -495,6 +497,38 @@ def test_tuner_freezes_model_and_lowers_loss_on_a_fixed_batch(world):
     assert all(p.requires_grad for p in model.parameters())  # flags restored
     lo = (0 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     assert (tuned.image >= lo.view(3, 1, 1) - 1e-6).all()  # clamped to displayable pixels
+
+
+def test_scorer_and_tuner_paint_with_the_given_seggpt_type_token(world):
+    # A SegGPT model whose two type tokens differ: scoring and tuning with seg_type="semantic"
+    # give exactly the semantic token's losses (a checkpoint of ours trained depth with it),
+    # not those of the model's default, the instance token.
+    train = ShardReader(world["train"])
+    model = build_model("painter-tiny", num_type_tokens=2, loss_variant="seggpt", seed=0).eval()
+    with torch.no_grad():
+        model.type_token_cls.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+        model.type_token_ins.normal_(0, 1.0, generator=torch.Generator().manual_seed(2))
+    idx = [int(i) for i in train.indices("nyuv2-depth")]
+    kw = {"mode": "loss", "device": "cpu"}
+    semantic = ModelScorer(model, train, train, "nyuv2-depth", 32, seg_type="semantic", **kw)
+    default = ModelScorer(model, train, train, "nyuv2-depth", 32, **kw)
+    prompt = semantic.prompt(idx[0])
+    images, targets, valid = semantic.probes.get(idx[1:3])
+    imgs, tgts, mask, full = stack_canvases(prompt.image, prompt.target, images, targets, valid, 8)
+    with torch.no_grad():
+        _, pred = model(imgs, tgts, mask, compute_loss=False, seg_type="semantic")
+    want = [float(model.forward_loss(pred[j : j + 1], tgts[j : j + 1], mask[j : j + 1],
+                                     full[j : j + 1])) for j in range(2)]  # fmt: skip
+    got = semantic.score_prompt(prompt, idx[1:3])
+    assert got == pytest.approx(want, rel=1e-5)
+    assert default.score_prompt(prompt, idx[1:3]) != pytest.approx(got, rel=1e-3)
+    semantic.close()
+    default.close()
+    tuner = PromptTuner(model, prompt, lr=0.05, seg_type="semantic")
+    with torch.no_grad():
+        loss, _ = model(imgs, tgts, mask, full, seg_type="semantic")
+        assert float(tuner.loss(images, targets, valid)) == pytest.approx(float(loss), rel=1e-5)
+    tuner.close()
 
 
 def test_palette_loss_literal_values():

@@ -141,6 +141,7 @@ def _model_scorer(
     mode: str,
     device: torch.device,
     target_resize: str | None = None,
+    seg_type: str | None = None,
 ) -> ModelScorer:
     return ModelScorer(
         model,
@@ -153,6 +154,7 @@ def _model_scorer(
         metric_variant=settings.metric_variant,
         device=device,
         target_resize=target_resize,
+        seg_type=seg_type,
     )
 
 
@@ -177,6 +179,14 @@ def _checkpoint_key(ckpt: str) -> str:
     if (ckpt in PRESETS or ckpt in KNOWN_WEIGHTS) and not Path(ckpt).exists():
         return ckpt
     return str(resolve_checkpoint(ckpt).resolve())
+
+
+def _seg_type(ckpt: str, model: Any, kind: str) -> str | None:
+    """The SegGPT type token prompts are scored and tuned with: the one ``predict`` and ``eval``
+    paint the task's kind with (``painter train``'s for a checkpoint of ours; None for Painter)."""
+    from painter_cli.checkpoint import resolve_seg_type
+
+    return resolve_seg_type(ckpt, model, None, kind)
 
 
 ALL_GROUPS = "all"
@@ -226,13 +236,16 @@ def _finish(
     hib: bool,
     layout: bool,
     resize: tuple[str, str] | None = None,
+    seg_type: str | None = None,
 ) -> dict[str, Any]:
     """Write the resolved settings into each report; with a folder per group (``layout``), also
     the summary ``OUT/report.json`` (one row a group); returns what the command prints.
-    ``resize``: the checkpoint's target-resize rule and the mode the prompts used."""
+    ``resize``: the checkpoint's target-resize rule and the mode the prompts used; ``seg_type``:
+    the SegGPT type token painted with (None: not a SegGPT model)."""
     resolved = {**asdict(settings), "checkpoint": ckpt, "task": task, "size": size}
     if resize is not None:
         resolved.update(target_resize=resize[0], prompt_target_resize=resize[1])
+    resolved["seg_type"] = seg_type
     for g, report in reports.items():
         report["settings"] = resolved
         write_json(_group_out(settings.out, g, layout) / REPORT_FILE, report)
@@ -295,9 +308,13 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     size = settings.size or default_size(model, codec.kind)
     preader = probe_reader if probe_reader is not None else train
     resize = prompt_resize(ckpt, model, "auto", codec, task)  # prompts as the checkpoint's
-    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device, resize[1])
+    seg_type = _seg_type(ckpt, model, codec.kind)
+    scorer = _model_scorer(
+        settings, model, train, preader, task, size, mode, device, resize[1], seg_type
+    )
     fingerprint = {
         **_data_fingerprint(settings, ckpt, task),
+        **({"seg_type": seg_type} if seg_type else {}),  # older runs resume as they were
         "size": size,
         "score": mode,
         "metric_variant": settings.metric_variant,
@@ -334,7 +351,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
             )
     finally:
         scorer.close()
-    return _finish(settings, ckpt, task, size, reports, metric, hib, layout, resize)
+    return _finish(settings, ckpt, task, size, reports, metric, hib, layout, resize, seg_type)
 
 
 def run_tune(settings: TuneSettings) -> dict[str, Any]:
@@ -364,10 +381,14 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     given = None
     if settings.init is not None:
         given = load_prompt(settings.init, size, codec, target_resize=resize[1])
-    scorer = _model_scorer(settings, model, train, preader, task, size, mode, device, resize[1])
+    seg_type = _seg_type(ckpt, model, codec.kind)
+    scorer = _model_scorer(
+        settings, model, train, preader, task, size, mode, device, resize[1], seg_type
+    )
     scorer.close()  # only its scoring is used here, not its pass counter
     fingerprint = {
         **_data_fingerprint(settings, ckpt, task),
+        **({"seg_type": seg_type} if seg_type else {}),  # older runs resume as they were
         "init": settings.init,
         "size": size,
         "lr": settings.lr,
@@ -409,13 +430,14 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
             resume=settings.resume,
             fingerprint={**fingerprint, **({"group": g} if g is not None else {})},
             objective=objective,
+            seg_type=seg_type,
         )
         if g is not None:
             report["group"] = g
         if dependence is not None:
             report["dependence"] = dependence.to_json()
         reports[g] = report
-    return _finish(settings, ckpt, task, size, reports, metric, hib, layout, resize)
+    return _finish(settings, ckpt, task, size, reports, metric, hib, layout, resize, seg_type)
 
 
 def random_dependence(

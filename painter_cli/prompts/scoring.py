@@ -130,7 +130,8 @@ class ModelScorer:
     ``score(candidate, probes)`` -> one score per probe: the headline metric of the probe's
     in-context prediction (``evaluation.evaluate`` on that single query), or the masked loss of its
     painted target (mode ``loss``; probes batched by ``batch_size``). ``forward_passes`` counts the
-    canvases the model has painted (a forward hook), flip-test canvases included.
+    canvases the model has painted (a forward hook), flip-test canvases included. ``seg_type``: the
+    SegGPT type token to paint with (``checkpoint.resolve_seg_type``; None: the model's default).
     """
 
     def __init__(
@@ -146,9 +147,11 @@ class ModelScorer:
         metric_variant: str | None = None,
         device: str | torch.device | None = None,
         target_resize: str | None = None,
+        seg_type: str | None = None,
     ):
         self.model = model
-        self.predictor = Predictor(model, size=size, device=device)
+        self.seg_type = seg_type
+        self.predictor = Predictor(model, size=size, device=device, seg_type=seg_type)
         self.train = train
         self.probe_reader = probe_reader
         self.task = task
@@ -211,7 +214,7 @@ class ModelScorer:
         imgs, tgts, mask, full_valid = stack_canvases(
             prompt.image.to(dev), prompt.target.to(dev), images, targets, valid, self.model_patch
         )
-        _, pred = self.model(imgs, tgts, mask, compute_loss=False)
+        _, pred = self.model(imgs, tgts, mask, compute_loss=False, seg_type=self.seg_type)
         return [
             float(
                 self.model.forward_loss(

@@ -50,7 +50,8 @@ class PromptTuner:
     ``"palette"`` the cross-entropy of the nearest-palette-colour decision (``palette_loss``,
     ``colours`` from ``codec_palette``), which follows mIoU / AP where the smooth-L1 does not;
     ``"heatmap"`` the cross-entropy of the keypoint decoder's argmax (``heatmap_loss``, the
-    (G, B) class colours as ``colours``), which follows keypoint AP.
+    (G, B) class colours as ``colours``), which follows keypoint AP. ``seg_type``: the SegGPT type
+    token the model paints with (None: its default), as the prompt will be used.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class PromptTuner:
         lr: float = 0.01,
         objective: str = "loss",
         colours: torch.Tensor | None = None,
+        seg_type: str | None = None,
     ):
         if lr <= 0:
             raise PainterError(f"--lr {lr}: must be > 0")
@@ -67,7 +69,7 @@ class PromptTuner:
             raise PainterError(f"objective {objective!r}: expected loss, palette or heatmap")
         if objective == "heatmap" and colours is None:
             raise PainterError("the heatmap objective needs the keypoint class colours")
-        self.objective, self.colours = objective, colours
+        self.objective, self.colours, self.seg_type = objective, colours, seg_type
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self._flags = [p.requires_grad for p in model.parameters()]
@@ -90,9 +92,11 @@ class PromptTuner:
             self.patch,
         )
         if self.objective == "loss":
-            loss, _ = self.model(imgs, tgts, mask, full_valid)
+            loss, _ = self.model(imgs, tgts, mask, full_valid, seg_type=self.seg_type)
             return loss
-        _, pred = self.model(imgs, tgts, mask, full_valid, compute_loss=False)
+        _, pred = self.model(
+            imgs, tgts, mask, full_valid, compute_loss=False, seg_type=self.seg_type
+        )
         s = images.shape[-2]
         fn = heatmap_loss if self.objective == "heatmap" else palette_loss
         return fn(pred[:, :, s:], tgts[:, :, s:], full_valid[:, :, s:], self.colours)
@@ -172,11 +176,13 @@ def tune_prompt(
     fingerprint: dict[str, Any] | None = None,
     progress: bool = True,
     objective: str = "loss",
+    seg_type: str | None = None,
 ) -> dict[str, Any]:
     """Tune ``init`` for ``steps`` Adam steps on batches of ``train_indices`` (seeded per step, so
     a resumed run sees the same batches), validating with ``validate(prompt) -> score`` at step 0,
     every ``val_every`` steps and at the end; the best prompt is kept. ``objective`` is what the
-    steps minimise (``PromptTuner``; ``palette`` takes its colours from ``train``'s codec).
+    steps minimise (``PromptTuner``; ``palette`` takes its colours from ``train``'s codec);
+    ``seg_type`` the SegGPT type token the model paints with.
 
     State is saved atomically to ``out/tune_state.pt`` every ``save_every`` steps; ``resume``
     continues from it. Writes ``image.png``, ``target.png``, ``prompt.safetensors`` and
@@ -187,7 +193,7 @@ def tune_prompt(
     fp = json.loads(json.dumps(fingerprint or {"task": task}, default=str))
     state_path = out / TUNE_STATE
     colours = codec_palette(train.codec(task)) if objective != "loss" else None
-    tuner = PromptTuner(model, init, lr, objective=objective, colours=colours)
+    tuner = PromptTuner(model, init, lr, objective=objective, colours=colours, seg_type=seg_type)
     try:
         state = _load_state(state_path, tuner, fp, resume)
 
