@@ -110,12 +110,14 @@ def incontext_table(checkpoint: str | Path, suite: Path, limit: int) -> dict[str
     held-out task)."""
     from painter_cli.checkpoint import load_model
 
-    predictor = Predictor(load_model(checkpoint, device="cpu"))
+    model = load_model(checkpoint, device="cpu")
+    predictor = Predictor(model)
     tasks = table_tasks()
     pairs = {t: load_pair(t) for t in tasks}
     table: dict[str, dict] = {}
     for task in tasks:
         reader, split = task_reader(suite, task)
+        predictor.seg_type = task_seg_type(checkpoint, model, reader.codec(task).kind)
         sub = _Subset(reader, task, query_indices(reader, task, split, limit))
         cache: dict = {}
         right = score(predictor, sub, task, *pairs[task], cache)
@@ -146,27 +148,37 @@ def incontext_table(checkpoint: str | Path, suite: Path, limit: int) -> dict[str
     return table
 
 
-def write_grid(checkpoint: str | Path, suite: Path, path: Path, scale: int = 2) -> Path:
+def task_seg_type(checkpoint: str | Path, model, kind: str) -> str | None:
+    """The type token ``painter predict`` paints a task of codec ``kind`` with (None: Painter)."""
+    from painter_cli.checkpoint import resolve_seg_type
+
+    return resolve_seg_type(checkpoint, model, None, kind)
+
+
+def write_grid(
+    checkpoint: str | Path, suite: Path, path: Path, scale: int = 2, extra: list[tuple] = ()
+) -> Path:
     """A picture: one row per task; columns prompt image, prompt target, query, painted output,
-    ground truth (each the suite's generation size, upscaled ``scale``x, nearest)."""
+    ground truth (each the suite's generation size, upscaled ``scale``x, nearest). ``extra``:
+    more synthetic-segment rows ``(label, prompt image, prompt target, query, truth)``, uint8
+    (S, S, 3) each (e.g. one query prompted by two concepts)."""
     from PIL import Image, ImageDraw
 
     from painter_cli.checkpoint import load_model
 
-    predictor = Predictor(load_model(checkpoint, device="cpu"))
+    model = load_model(checkpoint, device="cpu")
+    predictor = Predictor(model)
     tasks = table_tasks()
-    rows = []
+    labels, rows = list(tasks), []
     for task in tasks:
         reader, split = task_reader(suite, task)
         sample = reader[query_indices(reader, task, split, 1)[0]]
-        image, target = load_pair(task)
-        codec = reader.codec(task)
-        prompt = make_prompt(image, target, predictor.size, discrete=codec.discrete)
-        painted = predictor.paint(predictor.query(sample["image"])[None], [prompt])[0]
-        h, w = sample["image"].shape[:2]
-        out = finish(painted, h, w, codec.kind).astype(np.uint8)
-        cells = [image, target, sample["image"], out, sample["target"]]
-        rows.append(cells)
+        rows.append(_grid_row(predictor, checkpoint, reader.codec(task), *load_pair(task), sample))
+    seg = ShardReader(suite / "ood").codec(SEGMENT) if extra else None
+    for label, image, target, query, truth in extra:
+        labels.append(label)
+        sample = {"image": query, "target": truth}
+        rows.append(_grid_row(predictor, checkpoint, seg, image, target, sample))
     size = rows[0][0].shape[0] * scale
     gap, label_w, head = 4, 150, 18
     cols = ("prompt", "prompt target", "query", "painted", "truth")
@@ -176,7 +188,7 @@ def write_grid(checkpoint: str | Path, suite: Path, path: Path, scale: int = 2) 
     draw = ImageDraw.Draw(canvas)
     for c, name in enumerate(cols):
         draw.text((label_w + c * (size + gap) + 2, 3), name, fill=(0, 0, 0))
-    for r, (task, cells) in enumerate(zip(tasks, rows, strict=True)):
+    for r, (task, cells) in enumerate(zip(labels, rows, strict=True)):
         y = head + r * (size + gap)
         draw.text((4, y + size // 2 - 6), task, fill=(0, 0, 0))
         for c, cell in enumerate(cells):
@@ -187,6 +199,16 @@ def write_grid(checkpoint: str | Path, suite: Path, path: Path, scale: int = 2) 
     canvas.save(tmp, format="PNG", optimize=True)
     tmp.replace(path)
     return path
+
+
+def _grid_row(predictor, checkpoint, codec, image, target, sample) -> list[np.ndarray]:
+    """The cells of one grid row: prompt image, prompt target, query, painted, truth."""
+    predictor.seg_type = task_seg_type(checkpoint, predictor.model, codec.kind)
+    prompt = make_prompt(image, target, predictor.size, discrete=codec.discrete)
+    painted = predictor.paint(predictor.query(sample["image"])[None], [prompt])[0]
+    h, w = sample["image"].shape[:2]
+    out = finish(painted, h, w, codec.kind).astype(np.uint8)
+    return [image, target, sample["image"], out, sample["target"]]
 
 
 def markdown(table: dict[str, dict]) -> str:

@@ -181,18 +181,22 @@ def latest_checkpoint(checkpoints_dir: str | os.PathLike) -> Path | None:
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint directory, weights file (``.pth``/``.pt``/``.safetensors``), run directory
-    (containing ``checkpoints/``; its latest complete checkpoint) or ``bundled-tiny`` (the bundled
-    model, unless a path of that name exists) -> the path to load."""
+    (containing ``checkpoints/``; its latest complete checkpoint), or ``bundled`` or the bundled
+    model's own name (``defaults.BUNDLED_MODEL``; unless a path of that name exists) -> the path to
+    load."""
     from painter_cli.defaults import BUNDLED_MODEL, bundled_model
 
     path = Path(path)
-    if not path.exists() and str(path) == BUNDLED_MODEL:
-        # The bundled model by name, wherever the package is installed (a wheel included).
+    if not path.exists() and str(path) in ("bundled", BUNDLED_MODEL):
+        # The bundled model by name, wherever the package is installed (a wheel included);
+        # ``bundled`` names whichever version this package ships, so commands written with it
+        # keep working when that changes.
         return bundled_model()
     if not path.exists():
         raise PainterError(
             f"{path}: no such checkpoint file or directory",
-            hint=f"a checkpoint or run folder, a weights file, a preset, or {BUNDLED_MODEL}",
+            hint=f"a checkpoint or run folder, a weights file, a preset, or bundled "
+            f"({BUNDLED_MODEL})",
         )
     if path.is_file():
         if path.name == WEIGHTS_FILE and (path.parent / CONFIG_FILE).is_file():

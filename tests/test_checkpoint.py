@@ -22,8 +22,11 @@ from painter_cli.checkpoint import (
 from painter_cli.errors import PainterError
 from painter_cli.model import build_model
 
-# The bundled model's weights: its config.json gained a task table, its weights must not change.
-BUNDLED_SHA256 = "771562ba77e395acf36dcfa2e1985354eff6ab1a3e88b4bb26291bd883941846"
+# The bundled model's weights: its config.json gained a task table, its weights must not change
+# (a model bundled since records the hash in its metrics.json).
+BUNDLED_SHA256 = {
+    "bundled-tiny": "771562ba77e395acf36dcfa2e1985354eff6ab1a3e88b4bb26291bd883941846"
+}
 
 
 def batch():
@@ -115,22 +118,20 @@ def test_preset_name_gives_a_seeded_model():
 
 
 def test_the_bundled_model_has_a_name(tmp_path, monkeypatch):
-    # --checkpoint / --init bundled-tiny: the package's own model, wherever it is installed.
-    from painter_cli.defaults import bundled_model
+    # --checkpoint / --init bundled (or the model's own name, e.g. bundled-tiny): the package's
+    # own model, wherever it is installed.
+    from painter_cli.defaults import BUNDLED_MODEL, bundled_model
 
     monkeypatch.chdir(tmp_path)
-    assert resolve_checkpoint("bundled-tiny") == bundled_model()
-    model = load_model("bundled-tiny")
+    assert resolve_checkpoint("bundled") == resolve_checkpoint(BUNDLED_MODEL) == bundled_model()
+    model = load_model("bundled")
     assert torch.equal(model.state_dict()["mask_token"], load_model(bundled_model()).mask_token)
-    (tmp_path / "bundled-tiny").mkdir()  # a folder of that name is what the user means
-    with pytest.raises(PainterError, match="bundled-tiny: no checkpoint found"):
-        resolve_checkpoint("bundled-tiny")
+    (tmp_path / "bundled").mkdir()  # a folder of that name is what the user means
+    with pytest.raises(PainterError, match="bundled: no checkpoint found"):
+        resolve_checkpoint("bundled")
     with pytest.raises(PainterError) as err:
-        resolve_checkpoint("bundled-tiyn")
-    assert "bundled-tiny" in err.value.hint
-
-
-# ---- official .pth files -------------------------------------------------------------------------
+        resolve_checkpoint("bundeld")
+    assert f"bundled ({BUNDLED_MODEL})" in err.value.hint
 
 
 def official_file(path, sd):
@@ -350,22 +351,21 @@ def test_bundled_model_knows_its_synthetic_tasks_and_weights_are_unchanged():
     from importlib import resources
 
     from painter_cli.checkpoint import trained_tasks
+    from painter_cli.defaults import BUNDLED_MODEL
 
-    folder = resources.files("painter_cli") / "assets" / "models" / "bundled-tiny"
+    folder = resources.files("painter_cli") / "assets" / "models" / BUNDLED_MODEL
     tasks = trained_tasks(str(folder))
-    assert sorted(tasks) == [
-        "synthetic-denoise",
-        "synthetic-depth",
-        "synthetic-derain",
-        "synthetic-instance",
-        "synthetic-keypoints",
-        "synthetic-lowlight",
-        "synthetic-semseg",
-    ]
+    # The tasks its last stage trained: the recipe's data.tasks, else every weighted task.
+    data = json.loads((folder / "config.json").read_text())["run"]["data"]
+    trained = data["tasks"] or [t for t, w in data["weights"].items() if w > 0]
+    assert sorted(tasks) == sorted(trained)
+    assert "synthetic-fgseg" not in tasks  # held out
     assert tasks["synthetic-semseg"]["params"] == {"num_classes": 6, "base": 2, "background": True}
     assert tasks["synthetic-semseg"]["target_resize"] == "nearest"
     weights = (folder / "model.safetensors").read_bytes()
-    assert hashlib.sha256(weights).hexdigest() == BUNDLED_SHA256
+    metrics = json.loads((folder / "metrics.json").read_text())
+    expected = metrics.get("weights_sha256") or BUNDLED_SHA256[BUNDLED_MODEL]
+    assert hashlib.sha256(weights).hexdigest() == expected
 
 
 def test_seg_type_follows_the_checkpoint_and_the_task_kind(tmp_path):

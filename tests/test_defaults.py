@@ -17,6 +17,9 @@ from painter_cli.shards import ShardReader
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).parent / "data" / "bundled_depth_painted.npy"
+# The new-concept example (bench/bundle.py): its two held-out classes and their masks in the query.
+CONCEPTS = ("heart", "arrow")
+CONCEPT_MASKS = Path(__file__).parent / "data" / "two_shapes_masks.npz"
 IN_DOMAIN = [
     "synthetic-depth",
     "synthetic-semseg",
@@ -165,48 +168,71 @@ def test_train_defaults_fill_weights_and_run_dir(tmp_path, monkeypatch):
 # --- the bundled model -----------------------------------------------------------------------------
 
 
-def test_bundled_model_paints_the_committed_reference():
+def _bundled_predictor(kind: str):
+    """A ``Predictor`` of the bundled model painting tasks of codec ``kind`` as ``painter predict``
+    does (a SegGPT model with the type token it was trained with on that kind)."""
     import torch
 
-    from painter_cli.checkpoint import load_model
-    from painter_cli.inference import Predictor, load_image, make_prompt
+    from painter_cli.checkpoint import load_model, resolve_seg_type
+    from painter_cli.inference import Predictor
+
+    torch.set_num_threads(1)
+    model_dir = defaults.bundled_model()
+    model = load_model(model_dir, device="cpu")
+    return Predictor(model, seg_type=resolve_seg_type(model_dir, model, None, kind))
+
+
+def test_bundled_model_paints_the_committed_reference():
+    from painter_cli.inference import load_image
 
     model_dir = defaults.bundled_model()
     size_mb = sum(p.stat().st_size for p in model_dir.iterdir()) / 1e6
     assert size_mb <= 25
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert set(metrics["incontext"]) == {*IN_DOMAIN, "synthetic-fgseg"}
-    torch.set_num_threads(1)
-    predictor = Predictor(load_model(model_dir, device="cpu"))
+    predictor = _bundled_predictor("depth")
+    side = json.loads((model_dir / "config.json").read_text())["model"]["img_size"][1]
+    assert predictor.size == side  # the model's own per-image side (32 or 64 px)
     prompt_dir = defaults.bundled_prompt("depth")
-    prompt = make_prompt(
-        load_image(prompt_dir / "image.png"), load_image(prompt_dir / "target.png"), 32
+    prompt = predictor.prompt(
+        load_image(prompt_dir / "image.png"), load_image(prompt_dir / "target.png")
     )
     query = predictor.query(load_image(defaults.bundled_example("depth")))
     painted = predictor.paint(query[None], [prompt])[0].numpy()
     expected = np.load(REFERENCE)
-    assert painted.shape == expected.shape == (3, 32, 32)
+    assert painted.shape == expected.shape == (3, side, side)
     np.testing.assert_allclose(painted, expected, atol=2e-3)
 
 
 def test_recipes_chain_and_match_the_bundled_model():
-    # The committed recipe is what trained the bundled model: stage k starts from stage k-1's run,
-    # and the model's recorded run config is the last stage's recipe resolved (paths emptied).
-    from painter_cli.config import from_dict, resolve
+    # The committed recipes are what trained the bundled model (its metrics.json lists them, in
+    # order): stage k starts from stage k-1's run (runs/<run>, or committed as stages/<run>), and
+    # the model's recorded run config is the last stage's recipe resolved (paths emptied).
+    import re
 
-    folder = defaults.ASSETS / "recipes"
-    names = ["bundled-tiny.toml"] + [f"bundled-tiny-stage{k}.toml" for k in range(2, 6)]
-    assert sorted(p.name for p in folder.glob("bundled-tiny*.toml")) == sorted(names)
-    recipes = [folder / n for n in names]
+    from painter_cli.config import from_dict, resolve
+    from painter_cli.sources.synthetic import SYNTHETIC_TASKS
+
+    model_dir = defaults.bundled_model()
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    recipes = [ROOT / r for r in metrics["recipes"]]
+    runs = [re.search(r"--out runs/(\S+)", c).group(1) for c in metrics["commands"]]
+    assert len(recipes) == len(runs) >= 1
     cfgs = [resolve(r) for r in recipes]
     assert cfgs[0].run.init in (None, "")
-    for k, cfg in enumerate(cfgs[1:], 2):
-        assert cfg.run.init == ("runs/bundled-tiny" if k == 2 else f"runs/bundled-tiny-{k - 1}")
-    assert sum(c.schedule.steps for c in cfgs) == 22000
+    for k in range(1, len(cfgs)):
+        init = Path(cfgs[k].run.init)
+        assert init.parent.name in ("runs", "stages") and init.name == runs[k - 1], recipes[k]
     assert all("synthetic-fgseg" not in c.data.weights for c in cfgs)  # the ood task stays unseen
-    recorded = json.loads((defaults.bundled_model() / "config.json").read_text())["run"]
+    doc = json.loads((model_dir / "config.json").read_text())
+    assert doc["meta"]["step"] == cfgs[-1].schedule.steps  # the last stage, run to its end
     # Read back as --resume would: keys added since (at their defaults) change nothing trained.
-    assert from_dict(recorded, "bundled config.json") == cfgs[-1]
+    recorded = from_dict(doc["run"], "bundled config.json")
+    # painter train gives the suite's tasks the recipe does not weigh their default weight.
+    for task, weight in recorded.data.weights.items():
+        cfgs[-1].data.weights.setdefault(task, SYNTHETIC_TASKS[task].weight)
+        assert weight == cfgs[-1].data.weights[task], task
+    assert recorded == cfgs[-1]
 
 
 def test_seggpt_recipes_resolve_and_train_on_the_suite(tmp_path):
@@ -280,6 +306,51 @@ def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path):
     records = json.loads((out / "predictions.json").read_text())
     assert len(records) == 1
     assert any(p.suffix == ".png" for p in out.iterdir())
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_the_two_shapes_example_and_its_concept_prompts():
+    # The quickstart's new-concept case: one query holding two held-out shapes, and a prompt of
+    # each (another scene of that class, its mask white on black), at the bundled prompts' size.
+    from painter_cli.inference import load_image
+    from painter_cli.sources.synthetic import OOD_CLASSES
+
+    query = load_image(defaults.ASSETS / "examples" / "two-shapes.png")
+    masks = np.load(CONCEPT_MASKS)
+    assert sorted(masks.files) == sorted(CONCEPTS)
+    assert {c.name for c in OOD_CLASSES} >= set(CONCEPTS)  # held out: no recipe trains them
+    for name in CONCEPTS:
+        mask = masks[name]
+        assert mask.shape == query.shape[:2] and mask.sum() > 0.02 * mask.size
+        target = load_image(defaults.ASSETS / "prompts" / "concepts" / name / "target.png")
+        assert target.shape == query.shape
+        assert set(np.unique(target)) == {0, 255}  # white on black
+    assert not (masks[CONCEPTS[0]] & masks[CONCEPTS[1]]).any()
+
+
+@pytest.mark.skipif(
+    defaults.BUNDLED_MODEL == "bundled-tiny",
+    reason="bundled-tiny (version 2) paints shapes, not the prompted one: it cannot select",
+)
+def test_bare_predict_paints_the_concept_the_prompt_shows(tmp_path):
+    # `painter predict assets/examples/two-shapes.png --prompt assets/prompts/concepts/<class>`,
+    # as the README's quickstart runs it: the painting covers the prompted shape more than the
+    # other one (IoU), for each of the two prompts.
+    from painter_cli.inference import PredictSettings, load_image, run_predict
+
+    masks = np.load(CONCEPT_MASKS)
+    example = defaults.ASSETS / "examples" / "two-shapes.png"
+    for name in CONCEPTS:
+        out = tmp_path / name
+        prompt = defaults.ASSETS / "prompts" / "concepts" / name
+        settings = PredictSettings(queries=[str(example)], prompts=[str(prompt)], out=str(out))
+        record = run_predict(settings)[0]
+        painted = load_image(out / record["painted"]).mean(axis=-1) > 127
+        other = next(n for n in CONCEPTS if n != name)
+        assert _iou(painted, masks[name]) > _iou(painted, masks[other]), name
 
 
 def test_suite_queries_leave_out_the_ood_prompt_sample(tmp_path):
