@@ -5,6 +5,7 @@
     python bench/bundle.py --checkpoint CKPT [--limit 100]    # + model, metrics.json, grid, test refs
     python bench/bundle.py --checkpoint CKPT --select         # in-domain prompts by prompt-select
     python bench/bundle.py --stage runs/NAME [--score 30]     # commit a finished stage: stages/NAME/
+    python bench/bundle.py --stage DIR --as NAME --no-weights # its stage.json only, under NAME
 
 ``--name`` (default ``defaults.BUNDLED_MODEL``) names the model folder
 (``painter_cli/assets/models/<name>/``) and its training chain (``CHAINS``: the recipes in order,
@@ -165,21 +166,25 @@ def stage_scores(checkpoint: str | Path, limit: int) -> dict:
     }
 
 
-def commit_stage(run_dir: Path, score: int) -> Path:
-    """Copy a finished run's last checkpoint to ``stages/<run name>/`` with its ``stage.json``
-    (``run_summary``, plus ``stage_scores`` when ``score`` > 0)."""
+def commit_stage(run_dir: Path, score: int, name: str | None = None, weights: bool = True) -> Path:
+    """Copy a finished run's last checkpoint to ``stages/<name>/`` (default: the run folder's
+    name) with its ``stage.json`` (``run_summary``, plus ``stage_scores`` when ``score`` > 0);
+    ``weights`` False: the ``stage.json`` alone (a stage no later one starts from)."""
     from painter_cli.checkpoint import resolve_checkpoint
 
     src = resolve_checkpoint(run_dir)
-    dest = STAGES / run_dir.name
+    dest = STAGES / (name or run_dir.name)
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for f in ("model.safetensors", "config.json"):
         shutil.copy2(src / f, tmp / f)
-    record = {"run": run_dir.name, "checkpoint": src.name, **run_summary(run_dir)}
+    record = {"run": dest.name, "checkpoint": src.name, **run_summary(run_dir)}
     if score > 0:
         record["scores"] = stage_scores(tmp, score)
+    if not weights:
+        for f in ("model.safetensors", "config.json"):
+            (tmp / f).unlink()
     write_json(tmp / STAGE_FILE, record)
     if dest.exists():
         shutil.rmtree(dest)
@@ -510,9 +515,11 @@ def main() -> int:
     ap.add_argument("--until", default=None, help="bundle an earlier stage: its recipe's name")
     ap.add_argument("--stage", type=Path, default=None, help="commit this finished run's stage")
     ap.add_argument("--score", type=int, default=0, help="--stage: bench queries (0: none)")
+    ap.add_argument("--as", dest="stage_name", default=None, help="--stage: its name (run's)")
+    ap.add_argument("--no-weights", action="store_true", help="--stage: stage.json only")
     args = ap.parse_args()
     if args.stage is not None:
-        commit_stage(args.stage, args.score)
+        commit_stage(args.stage, args.score, args.stage_name, not args.no_weights)
         return 0
     side = model_side(args.checkpoint or ASSETS / "models" / args.name)
     # The suite's size, or the model's side when larger (a prompt is never drawn smaller).
