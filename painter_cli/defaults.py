@@ -11,11 +11,17 @@ found the same way in a checkout, an editable install and a wheel; the repositor
 ``assets`` is a link to it)::
 
     painter_cli/assets/
-      models/bundled-tiny/   model.safetensors, config.json (a ``painter-checkpoint``), metrics.json
+      models/<BUNDLED_MODEL>/ model.safetensors, config.json (a ``painter-checkpoint``),
+                             metrics.json (every training stage, the benches' tables)
       prompts/<task>/        image.png + target.png, one pair per synthetic task
+      prompts/concepts/<class>/ a prompt of a held-out synthetic-segment class
       examples/<task>.png    a query image per synthetic task (val split, not a prompt)
-      recipes/bundled-tiny*.toml the training recipe, in stages (stage 1, stage2 .. stage5)
-      grid.png               rows = tasks; prompt image, prompt target, query, painted, truth
+      examples/two-shapes.png  a query holding a shape of each concept class
+      recipes/*.toml         the training recipes, in stages (``bench/bundle.py``'s CHAINS)
+      grid.png               rows = tasks and concepts; prompt image, prompt target, query,
+                             painted, truth
+
+``bench/bundle.py`` writes all of these but the recipes.
 """
 
 from __future__ import annotations
