@@ -210,7 +210,9 @@ def stage_record(recipe: str, run: str, run_dir: Path | None = None) -> dict:
     }
     for d in (run_dir, RUNS / run):
         if d is not None and (d / "metrics.jsonl").is_file() and (d / "config.toml").is_file():
-            return {**record, **run_summary(d), "source": str(d)}
+            where = d.resolve()  # a run of this checkout by its path, another by its name
+            source = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where.name
+            return {**record, **run_summary(d), "source": Path(source).as_posix()}
     stage_file = STAGES / run / STAGE_FILE
     if stage_file.is_file():
         doc = json.loads(stage_file.read_text())
