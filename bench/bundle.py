@@ -79,7 +79,6 @@ CHAINS = {
         ("seggpt-suite", "seggpt-suite"),
         ("seggpt-suite-stage2", "seggpt-suite-2"),
         ("bundled-mini", "bundled-mini"),
-        ("bundled-mini-stage2", "bundled-mini-stage2"),
     ],
 }
 # The train sample each in-domain prompt comes from (1: several objects in every task).
