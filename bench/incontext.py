@@ -17,7 +17,8 @@ right minus the best of every control; both signed so that > 0 is a win).
     python bench/incontext.py --checkpoint runs/x --grid painter_cli/assets/grid.png
 
 ``--segment`` measures instead whether a model paints the concept its prompt shows
-(synthetic-segment, suite version 3):
+(synthetic-segment; suite version 4 adds synthetic-segment-outline, the same scenes in free
+colours):
 
 * selectivity: queries that each hold two shapes A and B of different classes (drawn by the
   suite's own ``segment_scene``, so both masks are known), painted once prompted by a sample of
@@ -230,6 +231,8 @@ def markdown(table: dict[str, dict]) -> str:
 # --- synthetic-segment: does the painting follow the prompt's concept? ------------------------------
 
 SEGMENT = "synthetic-segment"
+OUTLINE = "synthetic-segment-outline"  # the same scenes in free colours: outline alone decides
+FORMS = {"look": SEGMENT, "free": OUTLINE}
 
 
 def _foreground(predictor, codec, image: np.ndarray, prompt) -> np.ndarray:
@@ -240,20 +243,9 @@ def _foreground(predictor, codec, image: np.ndarray, prompt) -> np.ndarray:
     return codec.decode(out) > 0
 
 
-def _segment_members(reader: ShardReader) -> dict[str, dict[bool, list[int]]]:
-    """class -> form (True: free colours) -> global sample indices of ``SEGMENT`` in ``reader``."""
-    out: dict[str, dict[bool, list[int]]] = {}
-    for group, idx in reader.groups(SEGMENT).items():
-        for i in idx:
-            free = bool(int(reader[int(i)]["free_colour"]))
-            out.setdefault(group, {True: [], False: []})[free].append(int(i))
-    return out
-
-
-def _class_prompt(predictor, reader, forms: dict[bool, list[int]], free: bool, rng):
-    """A prompt of one class: a random sample of the form ``free`` (else of the other form)."""
-    pool = forms[free] or forms[not free]
-    s = reader[pool[int(rng.integers(len(pool)))]]
+def _class_prompt(predictor, reader, members: list[int], rng):
+    """A prompt of one class: a random one of its samples ``members`` (global indices)."""
+    s = reader[members[int(rng.integers(len(members)))]]
     return predictor.prompt(s["image"], s["target"], discrete=reader.codec(SEGMENT).discrete)
 
 
@@ -276,20 +268,25 @@ def two_shape_queries(split: str, free: bool, count: int, size: int, seed: int =
 
 def selectivity_table(predictor, reader: ShardReader, split: str, limit: int, seed: int = 0):
     """``{"look": {...}, "free": {...}}`` of ``metrics.SelectivityMeter`` results on ``limit``
-    two-shape queries per form; the prompts are samples of ``reader`` (the suite's ``split``)."""
+    two-shape queries per form; the prompts are samples of ``reader`` (the suite's ``split``) of
+    the form's task (``FORMS``; a form whose task the suite lacks is left out)."""
     from painter_cli.metrics import SelectivityMeter
 
     codec = reader.codec(SEGMENT)
-    members = _segment_members(reader)
     rng = np.random.default_rng(seed)
     size = int(reader[int(reader.indices(SEGMENT)[0])]["image"].shape[0])
     result = {}
-    for form, free in (("look", False), ("free", True)):
+    for form, task in FORMS.items():
+        if task not in reader.tasks:
+            continue
+        members = {g: [int(i) for i in idx] for g, idx in reader.groups(task).items()}
         meter = SelectivityMeter()
-        for image, mask_a, mask_b, a, b in two_shape_queries(split, free, limit, size, seed):
+        for image, mask_a, mask_b, a, b in two_shape_queries(
+            split, form == "free", limit, size, seed
+        ):
             if a not in members or b not in members:
                 continue  # a class without a sample in this split to prompt with
-            pa, pb = (_class_prompt(predictor, reader, members[n], free, rng) for n in (a, b))
+            pa, pb = (_class_prompt(predictor, reader, members[n], rng) for n in (a, b))
             pred_a = _foreground(predictor, codec, image, pa)
             pred_b = _foreground(predictor, codec, image, pb)
             meter.update(pred_a, pred_b, mask_a, mask_b)
@@ -297,15 +294,17 @@ def selectivity_table(predictor, reader: ShardReader, split: str, limit: int, se
     return result
 
 
-def oneshot_table(predictor, reader: ShardReader, limit: int, seed: int = 0) -> dict:
-    """FSS-1000's one-shot protocol on ``reader``'s ``SEGMENT`` samples (at most ``limit``
+def oneshot_table(
+    predictor, reader: ShardReader, limit: int, seed: int = 0, task: str = SEGMENT
+) -> dict:
+    """FSS-1000's one-shot protocol on ``reader``'s ``task`` samples (at most ``limit``
     queries): ``{condition: {"miou", "fb_iou"}, "queries"}`` for the conditions ``right``
     (another sample of the query's class), ``other_class`` (a sample of another class) and
     ``blank`` (a black pair)."""
     from painter_cli.metrics import FewShotMeter
 
-    codec = reader.codec(SEGMENT)
-    groups = {g: [int(i) for i in idx] for g, idx in reader.groups(SEGMENT).items()}
+    codec = reader.codec(task)
+    groups = {g: [int(i) for i in idx] for g, idx in reader.groups(task).items()}
     rng = np.random.default_rng(seed)
     meters = {c: FewShotMeter() for c in ("right", "other_class", "blank")}
     queries = [(g, i) for g, idx in groups.items() for i in idx if len(idx) >= 2]
@@ -333,7 +332,8 @@ def oneshot_table(predictor, reader: ShardReader, limit: int, seed: int = 0) -> 
 
 def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 0) -> dict:
     """``{"selectivity": {"val": {...}, "ood": {...}}, "oneshot_ood": {...}}`` (see the module
-    docstring) of ``checkpoint`` on the suite in ``suite`` (version 3)."""
+    docstring; ``"oneshot_ood_outline"`` too on a suite of version 4) of ``checkpoint`` on the
+    suite in ``suite``."""
     from painter_cli.checkpoint import load_model, resolve_seg_type
 
     model = load_model(checkpoint, device="cpu")
@@ -345,13 +345,18 @@ def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 
             raise SystemExit(
                 f"{suite / split}: no {SEGMENT} (a suite of version 3 or later is needed)"
             )
-    return {
+    report = {
         "selectivity": {
             split: selectivity_table(predictor, reader, split, limit, seed)
             for split, reader in readers.items()
         },
         "oneshot_ood": oneshot_table(predictor, readers["ood"], 4 * limit, seed),
     }
+    if OUTLINE in readers["ood"].tasks:
+        report["oneshot_ood_outline"] = oneshot_table(
+            predictor, readers["ood"], 4 * limit, seed, OUTLINE
+        )
+    return report
 
 
 def segment_markdown(report: dict) -> str:
@@ -367,16 +372,19 @@ def segment_markdown(report: dict) -> str:
                 f"| {names[split]} | {forms[form]} | {r['selectivity']:+.1f} +- {r['sem']:.1f} | "
                 f"{r['prompted']:.1f} | {r['other']:.1f} | {r['queries']} |"
             )
-    o = report["oneshot_ood"]
-    lines += [
-        "",
-        f"one-shot on the ood split ({o['queries']} queries, {o['classes']} classes):",
-        "",
-        "| prompt | mIoU | FB-IoU |",
-        "|---|---:|---:|",
-    ]
-    for cond in ("right", "other_class", "blank"):
-        lines.append(f"| {cond} | {o[cond]['miou']:.1f} | {o[cond]['fb_iou']:.1f} |")
+    for key, what in (("oneshot_ood", "own look"), ("oneshot_ood_outline", "free colours")):
+        if key not in report:
+            continue
+        o = report[key]
+        lines += [
+            "",
+            f"one-shot on the ood split, {what} ({o['queries']} queries, {o['classes']} classes):",
+            "",
+            "| prompt | mIoU | FB-IoU |",
+            "|---|---:|---:|",
+        ]
+        for cond in ("right", "other_class", "blank"):
+            lines.append(f"| {cond} | {o[cond]['miou']:.1f} | {o[cond]['fb_iou']:.1f} |")
     return "\n".join(lines)
 
 

@@ -141,8 +141,9 @@ def resolve_task(name: str, tasks: Iterable[str], where: str = "the data") -> st
 
 
 def suite_tasks(split: str) -> list[str]:
-    """The synthetic tasks that have ``split`` (train/val: the seven in-domain tasks and
-    synthetic-segment; ood: synthetic-fgseg and synthetic-segment)."""
+    """The synthetic tasks that have ``split`` (train/val: the seven in-domain tasks,
+    synthetic-segment and synthetic-segment-outline; ood: synthetic-fgseg and both segment
+    tasks)."""
     from painter_cli.sources.synthetic import SYNTHETIC_TASKS
 
     return [t for t, spec in SYNTHETIC_TASKS.items() if split in spec.splits]

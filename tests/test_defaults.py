@@ -29,6 +29,7 @@ IN_DOMAIN = [
     "synthetic-derain",
     "synthetic-lowlight",
 ]
+SEGMENT = ["synthetic-segment", "synthetic-segment-outline"]
 
 
 # --- the synthetic suite -------------------------------------------------------------------------
@@ -48,9 +49,9 @@ def test_suite_is_deterministic_and_complete(tmp_path):
         c["train"] / "shard-00000.h5"
     ).read_bytes()
     train, ood = ShardReader(a["train"]), ShardReader(a["ood"])
-    assert sorted(train.tasks) == sorted([*IN_DOMAIN, "synthetic-segment"])
-    assert ood.tasks == ["synthetic-fgseg", "synthetic-segment"]
-    assert len(train) == 16 and len(ShardReader(a["val"])) == 16 and len(ood) == 4
+    assert sorted(train.tasks) == sorted([*IN_DOMAIN, *SEGMENT])
+    assert ood.tasks == ["synthetic-fgseg", *SEGMENT]
+    assert len(train) == 18 and len(ShardReader(a["val"])) == 18 and len(ood) == 6
     s = train[int(train.indices("synthetic-depth")[1])]
     assert s["id"] == "synthetic-depth-train-000001"
     assert s["image"].shape == (16, 16, 3) and s["depth_m"].shape == (16, 16)
@@ -106,8 +107,9 @@ def test_ensure_suite_generates_once_when_two_processes_ask_together(tmp_path, m
     assert roots == {str(tmp_path / "cache" / f"synthetic-v{defaults.SUITE_VERSION}-s16-seed0")}
     assert len(list((tmp_path / "marks").iterdir())) == 1  # generated once, the other waited
     root = Path(roots.pop())
-    assert len(ShardReader(root / "train")) == 8 and len(ShardReader(root / "ood")) == 2
-    assert len(ShardReader(root / "val")) == 8
+    tasks = {split: len(defaults.suite_tasks(split)) for split in ("train", "val", "ood")}
+    assert len(ShardReader(root / "train")) == tasks["train"] == 9  # one sample a task
+    assert len(ShardReader(root / "val")) == tasks["val"] and len(ShardReader(root / "ood")) == 3
 
 
 def test_encode_synthetic_cli_writes_the_whole_suite(tmp_path, cli_runner):
@@ -119,8 +121,8 @@ def test_encode_synthetic_cli_writes_the_whole_suite(tmp_path, cli_runner):
     )
     assert r.exit_code == 0, r.output
     index = json.loads((out / "val" / "index.json").read_text())
-    assert index["count"] == 8
-    assert sorted(index["tasks"]) == sorted([*IN_DOMAIN, "synthetic-segment"])
+    assert index["count"] == 9
+    assert sorted(index["tasks"]) == sorted([*IN_DOMAIN, *SEGMENT])
     assert index["tasks"]["synthetic-keypoints"]["params"]["width"] == 16  # generated at 16
     assert ShardReader(out / "ood")[0]["image"].shape == (16, 16, 3)
 

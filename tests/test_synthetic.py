@@ -58,7 +58,8 @@ def test_train_and_val_are_different_streams():
 def test_ood_task_only_in_ood_split():
     assert SYNTHETIC_TASKS["synthetic-fgseg"].splits == ("ood",)
     with_ood = [t for t, s in SYNTHETIC_TASKS.items() if "ood" in s.splits]
-    assert with_ood == ["synthetic-fgseg", "synthetic-segment"]  # the latter: held-out classes
+    # The segment tasks: their held-out classes.
+    assert with_ood == ["synthetic-fgseg", "synthetic-segment", "synthetic-segment-outline"]
     assert OOD_SHAPE not in SHAPES
     assert SyntheticSource(".", "ood").task == "synthetic-fgseg"
     assert SyntheticSource(".", "train").task == "synthetic-semseg"
@@ -262,29 +263,31 @@ def test_segment_class_pools_are_disjoint():
             assert (a ^ b).sum() > 20
 
 
-def _replay_segment(index: int, split: str, size: int, seed: int = 0):
-    # The draws of synthetic-segment in order: class count, classes, form, scene, chosen class.
+def _replay_segment(index: int, split: str, size: int, free: bool, seed: int = 0):
+    # The draws of a segment task in order: class count, classes, scene, chosen class.
     from painter_cli.sources.synthetic import SEGMENT_POOLS, sample_rng, segment_scene
 
+    task = "synthetic-segment-outline" if free else "synthetic-segment"
     pool = SEGMENT_POOLS[split]
-    rng = sample_rng(seed, "synthetic-segment", split, index)
+    rng = sample_rng(seed, task, split, index)
     n = int(rng.integers(2, 5))
     classes = [pool[int(i)] for i in rng.choice(len(pool), n, replace=False)]
-    free = bool(rng.uniform() < 0.3)
     image, visible = segment_scene(rng, size, classes, free)
     chosen = int(rng.integers(n))
-    return image, classes, visible, chosen, free
+    return image, classes, visible, chosen
 
 
 @pytest.mark.parametrize("split", ["train", "val", "ood"])
-def test_segment_target_is_one_class_and_group_names_it(split):
+@pytest.mark.parametrize("free", [False, True])
+def test_segment_target_is_one_class_and_group_names_it(split, free):
     from painter_cli.sources.synthetic import SEGMENT_POOLS
 
+    task = "synthetic-segment-outline" if free else "synthetic-segment"
     names = {c.name for c in SEGMENT_POOLS[split]}
-    groups, forms = set(), []
+    groups = set()
     for i in range(30):
-        s = generate("synthetic-segment", i, split=split, size=SIZE)
-        image, classes, visible, chosen, free = _replay_segment(i, split, SIZE)
+        s = generate(task, i, split=split, size=SIZE)
+        image, classes, visible, chosen = _replay_segment(i, split, SIZE, free)
         np.testing.assert_array_equal(s.image, image)
         assert s.group == classes[chosen].name and s.group in names
         assert len({c.name for c in classes}) == len(classes)  # different classes
@@ -295,11 +298,9 @@ def test_segment_target_is_one_class_and_group_names_it(split):
         # The query also holds at least one other, visible class.
         others = [v.sum() for k, v in enumerate(visible) if k != chosen]
         assert 1 <= len(others) <= 3 and max(others) > 0
-        assert int(s.extras["free_colour"]) == int(free)
+        assert int(s.extras["free_colour"]) == int(free)  # one form a task (version 4)
         groups.add(s.group)
-        forms.append(free)
     assert len(groups) >= 5
-    assert 0 < sum(forms) < len(forms)  # both forms occur
 
 
 def test_segment_look_form_keeps_a_class_colour_family():
@@ -341,4 +342,6 @@ def test_encode_suite_writes_segment_with_groups(tmp_path):
         expected = generate("synthetic-segment", 2, split=split, size=32)
         assert reader.group_of(i) == expected.group
         np.testing.assert_array_equal(reader[i]["target"], expected.target)
-        assert not any(reader.has_groups(t) for t in reader.tasks if t != "synthetic-segment")
+        assert reader.has_groups("synthetic-segment-outline")
+        segment = ("synthetic-segment", "synthetic-segment-outline")
+        assert not any(reader.has_groups(t) for t in reader.tasks if t not in segment)

@@ -26,7 +26,11 @@ predict, eval) runs on it unchanged. Tasks (``SYNTHETIC_TASKS``):
   ``group`` is that class's name, so only a prompt of the same class says which shape is wanted.
   40 training classes (polygons, stars, rings, flowers, letter-like strokes) for train/val, 8
   held-out ones (crescents, heart, arrow, bowtie, keyhole, half-disc, teardrop) for ood; each class
-  has a look of its own, except in ``FREE_COLOUR_SHARE`` of the scenes (extras ``free_colour``).
+  has a look of its own (a colour family and texture), as real categories have.
+* ``synthetic-segment-outline`` (suite version 4): the same scenes with random looks, so the
+  outline alone says which shape the prompt shows (extras ``free_colour``: 1; 0 in
+  ``synthetic-segment``). Version 3 mixed 30 % of these into ``synthetic-segment``, where they
+  kept a model from learning to select at all.
 """
 
 from __future__ import annotations
@@ -99,7 +103,16 @@ SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
         weight=0.0,
         grouped=True,
     ),
+    "synthetic-segment-outline": SyntheticTask(
+        "segment",
+        "semseg",
+        ("train", "val", "ood"),
+        counts=(("train", 4000), ("val", 200), ("ood", 200)),
+        weight=0.0,
+        grouped=True,
+    ),
 }
+SEGMENT_TASKS = {"synthetic-segment": False, "synthetic-segment-outline": True}  # -> free colours
 
 
 def sample_rng(seed: int, task: str, split: str, index: int) -> np.random.Generator:
@@ -457,7 +470,6 @@ TRAIN_FAMILIES = ("polygon", "star", "ring", "flower", "strokes")
 OOD_FAMILIES = ("crescent", "heart", "arrow", "bowtie", "keyhole", "half-disc", "teardrop")
 CLASSES_PER_FAMILY = 8  # training pool: 5 families x 8 = 40 classes
 LOOK_TEXTURES = ("stripes", "spots", "checker", "noise", "plain")
-FREE_COLOUR_SHARE = 0.3  # scenes whose shapes take random looks (outline alone decides)
 # Letter-like stroke sets, (x0, y0, x1, y1) segments in units of the radius (y down).
 LETTERS = {
     "L": ((-0.6, -0.8, -0.6, 0.8), (-0.6, 0.8, 0.6, 0.8)),
@@ -658,10 +670,9 @@ def segment_scene(
     return _to_uint8(img), visible
 
 
-def _segment(rng: np.random.Generator, size: int, pool: tuple[ShapeClass, ...]):
+def _segment(rng: np.random.Generator, size: int, pool: tuple[ShapeClass, ...], free: bool):
     n = int(rng.integers(2, 5))
     classes = [pool[int(i)] for i in rng.choice(len(pool), n, replace=False)]
-    free = bool(rng.uniform() < FREE_COLOUR_SHARE)
     image, visible = segment_scene(rng, size, classes, free)
     chosen = int(rng.integers(n))
     labels = visible[chosen].astype(np.uint8)
@@ -683,8 +694,8 @@ _RENDER = {
 def _draw(task: str, index: int, split: str, size: int, seed: int):
     """``(image, ground truth, extras, group or None)`` of one sample (arguments checked)."""
     rng = sample_rng(seed, task, split, index)
-    if task == "synthetic-segment":
-        return _segment(rng, size, SEGMENT_POOLS[split])
+    if task in SEGMENT_TASKS:
+        return _segment(rng, size, SEGMENT_POOLS[split], SEGMENT_TASKS[task])
     return (*_RENDER[task](rng, size), None)
 
 
@@ -741,8 +752,8 @@ class SyntheticSource(Source):
             "whole suite is written: DIR/train, DIR/val, DIR/ood)"
         ),
         "count": (
-            "samples to generate (default: 1000 train, 100 val/ood; synthetic-segment 4000 train,"
-            " 200 val/ood)"
+            "samples to generate (default: 1000 train, 100 val/ood; restoration 3000 train;"
+            " synthetic-segment and -outline 4000 train, 200 val/ood)"
         ),
         "seed": "seed (default 0); a sample is a pure function of (seed, task, split, index)",
         "size": f"side of the square samples in pixels (default 64, at most {MAX_SIDE})",
