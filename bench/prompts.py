@@ -448,7 +448,9 @@ def plain(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         )
     for r in rows:
         print(r["says_line"])
-    if args.groups and rows[0]["metric"] != "loss":
+    from painter_cli.evaluation import fewshot_task
+
+    if args.groups and fewshot_task(heldout.codec(tasks[0]), True):  # one class on black
         doc["fewshot"] = fs = bench.fewshot(train, heldout, tasks[0], rows, s)
         print_fewshot(fs)
     return doc
