@@ -84,6 +84,17 @@ class SyntheticTask:
         return {}
 
 
+# synthetic-segment and -outline: meaningless without concept pairing (a random prompt names
+# another class), so a run trains on them only when its recipe names them (pair_by_group on).
+SEGMENT_SPEC = SyntheticTask(
+    "segment",
+    "semseg",
+    ("train", "val", "ood"),
+    counts=(("train", 4000), ("val", 200), ("ood", 200)),
+    weight=0.0,
+    grouped=True,
+)
+
 SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
     "synthetic-depth": SyntheticTask("depth", "nyuv2-depth"),
     "synthetic-semseg": SyntheticTask("semseg", "semseg"),
@@ -93,24 +104,9 @@ SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
     "synthetic-derain": SyntheticTask("derain", "restoration", counts=RESTORATION_COUNTS),
     "synthetic-lowlight": SyntheticTask("lowlight", "restoration", counts=RESTORATION_COUNTS),
     "synthetic-fgseg": SyntheticTask("fgseg", "semseg", ("ood",)),
-    # Meaningless without concept pairing (a random prompt names another class), so a run trains
-    # on it only when its recipe names it (with pair_by_group on).
-    "synthetic-segment": SyntheticTask(
-        "segment",
-        "semseg",
-        ("train", "val", "ood"),
-        counts=(("train", 4000), ("val", 200), ("ood", 200)),
-        weight=0.0,
-        grouped=True,
-    ),
-    "synthetic-segment-outline": SyntheticTask(
-        "segment",
-        "semseg",
-        ("train", "val", "ood"),
-        counts=(("train", 4000), ("val", 200), ("ood", 200)),
-        weight=0.0,
-        grouped=True,
-    ),
+    # The two segment tasks (own looks; free colours) share one spec.
+    "synthetic-segment": SEGMENT_SPEC,
+    "synthetic-segment-outline": SEGMENT_SPEC,
 }
 SEGMENT_TASKS = {"synthetic-segment": False, "synthetic-segment-outline": True}  # -> free colours
 
