@@ -59,6 +59,7 @@ from painter_cli.defaults import (  # noqa: E402
     ensure_suite,
     suite_tasks,
 )
+from painter_cli.inference import write_json  # noqa: E402
 from painter_cli.sources.synthetic import SYNTHETIC_TASKS, generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,13 +92,6 @@ def save_png(array: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     Image.fromarray(array).save(tmp, format="PNG", optimize=True)
-    tmp.replace(path)
-
-
-def write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(path)
 
 
