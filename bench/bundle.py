@@ -4,7 +4,7 @@
     python bench/bundle.py --concepts                         # the new-concept example only
     python bench/bundle.py --checkpoint CKPT [--limit 100]    # + model, metrics.json, grid, test refs
     python bench/bundle.py --checkpoint CKPT --select         # in-domain prompts by prompt-select
-    python bench/bundle.py --stage runs/NAME [--score 30]     # commit a finished stage: stages/NAME/
+    python bench/bundle.py --stage runs/NAME [--score 100]    # commit a finished stage: stages/NAME/
     python bench/bundle.py --stage DIR --as NAME --no-weights # its stage.json only, under NAME
 
 ``--name`` (default ``defaults.BUNDLED_MODEL``) names the model folder
@@ -12,8 +12,9 @@
 each stage starting from the one before; ``--until RECIPE`` bundles an earlier stage). Once a
 stage's run (``runs/<run>``) has finished, ``--stage runs/<run>`` commits its last checkpoint as
 ``stages/<run>/`` (``model.safetensors``, ``config.json``) with a ``stage.json`` (steps, canvases,
-wall seconds, losses; with ``--score N`` the in-context and concept scores on N queries), which
-is where the next stage's ``run.init`` points and what ``metrics.json`` reads when the run
+wall seconds, losses; with ``--score N`` its scores: ``bench/incontext.py --segment`` on N
+queries, the task table on ``--score-incontext`` (30) queries a task, ``bench/photos.py`` with
+train-pair prompts), which is where the next stage's ``run.init`` points and what ``metrics.json`` reads when the run
 directory is gone.
 
 Prompts are training-split pairs (``painter_cli/assets/prompts/<task>/image.png + target.png``;
@@ -147,22 +148,63 @@ def run_summary(run_dir: Path) -> dict:
     }
 
 
-def stage_scores(checkpoint: str | Path, limit: int) -> dict:
-    """``{"incontext": table, "segment": report, "queries": limit}`` of ``bench/incontext.py``."""
+def train_pair_prompts(folder: Path) -> dict[str, str]:
+    """The ``bench/photos.py`` prompts of a stage record, ``{bench task: folder}``: each
+    restoration's train sample ``PROMPT_INDEX`` of the suite, written under ``folder`` (the
+    bundled prompts are chosen only when a model is packaged, so stages are compared on these)."""
+    import photos
+
+    prompts = {}
+    for task, (synthetic, _) in photos.TASKS.items():
+        s = generate(synthetic, PROMPT_INDEX, split="train", size=SUITE_SIZE, seed=SUITE_SEED)
+        save_png(s.image, folder / task / "image.png")
+        save_png(s.target, folder / task / "target.png")
+        prompts[task] = str(folder / task)
+    return prompts
+
+
+def stage_scores(checkpoint: str | Path, segment: int, incontext: int) -> dict:
+    """A stage record's scores: ``bench/incontext.py --segment`` on ``segment`` queries (held-out
+    selectivity, one-shot), its task table on ``incontext`` queries a task, and
+    ``bench/photos.py`` on the installed photographs with :func:`train_pair_prompts`."""
+    import tempfile
+
     import incontext
+    import photos
 
     suite = ensure_suite()
-    return {
-        "incontext": incontext.incontext_table(checkpoint, suite, limit),
-        "segment": incontext.segment_report(checkpoint, suite, limit),
-        "queries": limit,
+    scores = {
+        "segment": incontext.segment_report(checkpoint, suite, segment),
+        "segment_queries": segment,
+        "incontext": incontext.incontext_table(checkpoint, suite, incontext),
+        "incontext_queries": incontext,
+        "suite": suite.name,
     }
+    shots = photos.installed_photos()
+    if shots:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = photos.photo_table(
+                str(checkpoint), shots, prompts=train_pair_prompts(Path(tmp))
+            )
+        scores["photos"] = {
+            task: {k: round(r["mean"][k], 3) for k in ("input", "output", "gain")}
+            for task, r in table.items()
+        }
+        scores["photos"]["photographs"] = len(shots)
+    return scores
 
 
-def commit_stage(run_dir: Path, score: int, name: str | None = None, weights: bool = True) -> Path:
+def commit_stage(
+    run_dir: Path,
+    score: int,
+    name: str | None = None,
+    weights: bool = True,
+    score_incontext: int = 30,
+) -> Path:
     """Copy a finished run's last checkpoint to ``stages/<name>/`` (default: the run folder's
-    name) with its ``stage.json`` (``run_summary``, plus ``stage_scores`` when ``score`` > 0);
-    ``weights`` False: the ``stage.json`` alone (a stage no later one starts from)."""
+    name) with its ``stage.json`` (``run_summary``, plus ``stage_scores(score,
+    score_incontext)`` when ``score`` > 0); ``weights`` False: the ``stage.json`` alone (a stage
+    no later one starts from)."""
     from painter_cli.checkpoint import resolve_checkpoint
 
     src = resolve_checkpoint(run_dir)
@@ -174,7 +216,7 @@ def commit_stage(run_dir: Path, score: int, name: str | None = None, weights: bo
         shutil.copy2(src / f, tmp / f)
     record = {"run": dest.name, "checkpoint": src.name, **run_summary(run_dir)}
     if score > 0:
-        record["scores"] = stage_scores(tmp, score)
+        record["scores"] = stage_scores(tmp, score, score_incontext)
     if not weights:
         for f in ("model.safetensors", "config.json"):
             (tmp / f).unlink()
@@ -399,7 +441,9 @@ def painted_reference(model_dir: Path) -> np.ndarray:
     from painter_cli.inference import Predictor, load_image, make_prompt
 
     model = load_model(model_dir, device="cpu")
-    predictor = Predictor(model, seg_type=resolve_seg_type(model_dir, model, None, "depth"))
+    predictor = Predictor(
+        model, seg_type=resolve_seg_type(model_dir, model, None, "depth", "synthetic-depth")
+    )
     prompt = make_prompt(
         load_image(ASSETS / "prompts" / "synthetic-depth" / "image.png"),
         load_image(ASSETS / "prompts" / "synthetic-depth" / "target.png"),
@@ -509,12 +553,19 @@ def main() -> int:
     ap.add_argument("--select", action="store_true", help="pick prompts with prompt-select")
     ap.add_argument("--until", default=None, help="bundle an earlier stage: its recipe's name")
     ap.add_argument("--stage", type=Path, default=None, help="commit this finished run's stage")
-    ap.add_argument("--score", type=int, default=0, help="--stage: bench queries (0: none)")
+    ap.add_argument(
+        "--score", type=int, default=0, help="--stage: segment queries a split (0: no scores)"
+    )
+    ap.add_argument(
+        "--score-incontext", type=int, default=30, help="--stage --score: queries a suite task"
+    )
     ap.add_argument("--as", dest="stage_name", default=None, help="--stage: its name (run's)")
     ap.add_argument("--no-weights", action="store_true", help="--stage: stage.json only")
     args = ap.parse_args()
     if args.stage is not None:
-        commit_stage(args.stage, args.score, args.stage_name, not args.no_weights)
+        commit_stage(
+            args.stage, args.score, args.stage_name, not args.no_weights, args.score_incontext
+        )
         return 0
     side = model_side(args.checkpoint or ASSETS / "models" / args.name)
     # The suite's size, or the model's side when larger (a prompt is never drawn smaller).

@@ -118,7 +118,7 @@ def incontext_table(checkpoint: str | Path, suite: Path, limit: int) -> dict[str
     table: dict[str, dict] = {}
     for task in tasks:
         reader, split = task_reader(suite, task)
-        predictor.seg_type = task_seg_type(checkpoint, model, reader.codec(task).kind)
+        predictor.seg_type = task_seg_type(checkpoint, model, reader.codec(task).kind, task)
         sub = _Subset(reader, task, query_indices(reader, task, split, limit))
         cache: dict = {}
         right = score(predictor, sub, task, *pairs[task], cache)
@@ -149,11 +149,11 @@ def incontext_table(checkpoint: str | Path, suite: Path, limit: int) -> dict[str
     return table
 
 
-def task_seg_type(checkpoint: str | Path, model, kind: str) -> str | None:
-    """The type token ``painter predict`` paints a task of codec ``kind`` with (None: Painter)."""
+def task_seg_type(checkpoint: str | Path, model, kind: str, task: str) -> str | None:
+    """The type token ``painter predict`` paints ``task`` (codec ``kind``) with (None: Painter)."""
     from painter_cli.checkpoint import resolve_seg_type
 
-    return resolve_seg_type(checkpoint, model, None, kind)
+    return resolve_seg_type(checkpoint, model, None, kind, task)
 
 
 def write_grid(
@@ -174,12 +174,14 @@ def write_grid(
     for task in tasks:
         reader, split = task_reader(suite, task)
         sample = reader[query_indices(reader, task, split, 1)[0]]
-        rows.append(_grid_row(predictor, checkpoint, reader.codec(task), *load_pair(task), sample))
+        rows.append(
+            _grid_row(predictor, checkpoint, task, reader.codec(task), *load_pair(task), sample)
+        )
     seg = ShardReader(suite / "ood").codec(SEGMENT) if extra else None
     for label, image, target, query, truth in extra:
         labels.append(label)
         sample = {"image": query, "target": truth}
-        rows.append(_grid_row(predictor, checkpoint, seg, image, target, sample))
+        rows.append(_grid_row(predictor, checkpoint, SEGMENT, seg, image, target, sample))
     size = rows[0][0].shape[0] * scale
     gap, label_w, head = 4, 150, 18
     cols = ("prompt", "prompt target", "query", "painted", "truth")
@@ -202,9 +204,10 @@ def write_grid(
     return path
 
 
-def _grid_row(predictor, checkpoint, codec, image, target, sample) -> list[np.ndarray]:
-    """The cells of one grid row: prompt image, prompt target, query, painted, truth."""
-    predictor.seg_type = task_seg_type(checkpoint, predictor.model, codec.kind)
+def _grid_row(predictor, checkpoint, task, codec, image, target, sample) -> list[np.ndarray]:
+    """The cells of one grid row (``task`` painted with ``codec``): prompt image, prompt target,
+    query, painted, truth."""
+    predictor.seg_type = task_seg_type(checkpoint, predictor.model, codec.kind, task)
     prompt = make_prompt(image, target, predictor.size, discrete=codec.discrete)
     painted = predictor.paint(predictor.query(sample["image"])[None], [prompt])[0]
     h, w = sample["image"].shape[:2]
@@ -338,7 +341,9 @@ def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 
 
     model = load_model(checkpoint, device="cpu")
     # A SegGPT model of ours paints with the type token it was trained with on the task's kind.
-    predictor = Predictor(model, seg_type=resolve_seg_type(checkpoint, model, None, "fgseg"))
+    predictor = Predictor(
+        model, seg_type=resolve_seg_type(checkpoint, model, None, "semseg", SEGMENT)
+    )
     readers = {split: ShardReader(suite / split) for split in ("val", "ood")}
     for split, reader in readers.items():
         if SEGMENT not in reader.tasks:

@@ -191,7 +191,7 @@ class Bench:
 
         codec = reader.codec(task)
         resize = prompt_resize(self.checkpoint, self.model, "auto", codec, task)[1]
-        return resize, resolve_seg_type(self.checkpoint, self.model, None, codec.kind)
+        return resize, resolve_seg_type(self.checkpoint, self.model, None, codec.kind, task)
 
     def measure(
         self,

@@ -85,7 +85,7 @@ def save_checkpoint(
     """Write a checkpoint directory atomically and return its path.
 
     ``tasks``: the tasks the model learned, ``{name: {"codec", "params", "kind",
-    "target_resize"}}`` (``task_table``), so predict and eval decode them without the shards.
+    "target_resize", "seg_type"}}`` (``task_table``), so predict and eval decode them without the shards.
 
     Everything is written into a temporary directory beside ``directory`` and renamed into place,
     so a reader never sees a half-written checkpoint; an existing checkpoint at the same path is
@@ -239,8 +239,12 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
 def task_table(tasks: Any) -> dict[str, dict[str, Any]]:
     """The task copy a run saves with its checkpoints, made once from the shard index when the run
     starts: ``tasks`` are the training set's tasks (``name``, ``codec``, ``target_resample`` a PIL
-    filter) -> ``{name: {"codec", "params", "kind", "target_resize": "nearest"|"bicubic"}}``."""
+    filter; ``options`` its ``TaskOptions``) -> ``{name: {"codec", "params", "kind",
+    "target_resize": "nearest"|"bicubic", "seg_type": "semantic"|"instance"}}`` (``seg_type``:
+    the SegGPT type token the task trained with; Painter models have none and ignore it)."""
     from PIL import Image
+
+    from painter_cli.model import seg_type_for_kind
 
     return {
         t.name: {
@@ -248,6 +252,7 @@ def task_table(tasks: Any) -> dict[str, dict[str, Any]]:
             "params": t.codec.params(),
             "kind": t.codec.kind,
             "target_resize": "bicubic" if t.target_resample == Image.BICUBIC else "nearest",
+            "seg_type": t.options.seg_type or seg_type_for_kind(t.codec.kind),
         }
         for t in tasks
     }
@@ -273,19 +278,25 @@ def trained_tasks(checkpoint: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def resolve_seg_type(
-    checkpoint: str | os.PathLike, model: nn.Module, option: str | None, kind: str | None
+    checkpoint: str | os.PathLike,
+    model: nn.Module,
+    option: str | None,
+    kind: str | None,
+    task: str | None = None,
 ) -> str | None:
     """The SegGPT type token to paint with: ``option`` when given; else None for a model without
     type tokens (Painter), ``instance`` for the released SegGPT file (its official inference
-    default), and for a SegGPT checkpoint of ours the token ``painter train`` gave tasks of codec
-    ``kind`` (``model.seg_type_for_kind``)."""
+    default), and for a SegGPT checkpoint of ours the token ``painter train`` gave ``task`` (its
+    task table's ``seg_type``, a recipe's ``task_options.<task>.seg_type``), or for a task it did
+    not train the token of codec ``kind`` (``model.seg_type_for_kind``)."""
     from painter_cli.model import seg_type_for_kind
 
     if option is not None or not getattr(model.config, "num_type_tokens", 0):
         return option
     if _config_doc(checkpoint) is None:  # the released layout
         return "instance"
-    return seg_type_for_kind(kind or "")
+    trained = trained_tasks(checkpoint).get(task or "", {}).get("seg_type")
+    return trained or seg_type_for_kind(kind or "")
 
 
 def target_resize_rule(checkpoint: str | os.PathLike, model: nn.Module) -> str:

@@ -33,6 +33,9 @@ class ModelSection:
     # Canvas (H, W) in pixels, H = 2W (empty: the preset's, or the ``run.init`` checkpoint's). A
     # checkpoint given as ``run.init`` is moved to this canvas (``Painter.at_canvas``).
     img_size: list[int] = field(default_factory=list)
+    # Blocks (0: the preset's, or the ``run.init`` checkpoint's). A ``run.init`` checkpoint with
+    # fewer is deepened to this many (``Painter.deepened``: identity blocks, same outputs).
+    depth: int = 0
     # Recompute block activations in the backward pass (memory for compute; large models).
     grad_checkpointing: bool = False
     # torch.compile the model (CUDA runs; slow to start, so off by default).
@@ -55,6 +58,9 @@ class TaskOptions:
     fg_weight: float | str = 1.0
     # Share of the prompt's (top) target patches masked as well (and so predicted) in training.
     prompt_mask: float = 0.0
+    # SegGPT's type token for this task ("semantic" / "instance"; "": by its codec's kind,
+    # ``model.seg_type_for_kind``). Saved with the checkpoint; inference on the task uses it.
+    seg_type: str = ""
 
     def check(self, what: str) -> None:
         """``PainterError`` naming ``what`` (the task's options) when a value is out of range."""
@@ -65,6 +71,11 @@ class TaskOptions:
             raise PainterError(f"{what}.fg_weight: must be > 0, got {w}")
         if not 0.0 <= self.prompt_mask <= 1.0:
             raise PainterError(f"{what}.prompt_mask: must be in [0, 1], got {self.prompt_mask}")
+        if self.seg_type not in ("", "semantic", "instance"):
+            raise PainterError(
+                f'{what}.seg_type: expected "semantic", "instance" or "" (by the codec), '
+                f"got {self.seg_type!r}"
+            )
 
 
 @dataclass

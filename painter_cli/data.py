@@ -300,9 +300,9 @@ class _CanvasBase(torch.utils.data.Dataset):
                 )
             )
         self.task_names = [t.name for t in self.tasks]
-        # SegGPT's type token per task (``model.SEG_TYPES`` names): instance codecs get the
-        # instance token, every other task the semantic one.
-        self.seg_types = [seg_type_for_kind(t.codec.kind) for t in self.tasks]
+        # SegGPT's type token per task (``model.SEG_TYPES`` names): the task's ``seg_type``
+        # option, else instance codecs get the instance token, every other task the semantic one.
+        self.seg_types = [t.options.seg_type or seg_type_for_kind(t.codec.kind) for t in self.tasks]
         self.fg_weights = {t.name: t.fg_weight for t in self.tasks}
 
     @staticmethod

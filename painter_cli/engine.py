@@ -257,8 +257,16 @@ def build_train_model(cfg: TrainConfig, resume_from: Path | None) -> nn.Module:
         if m.img_size and tuple(m.img_size) != model.config.img_size:
             model = model.at_canvas(tuple(m.img_size))
             log.info("moved to a %dx%d canvas", *m.img_size)
+        if m.depth and m.depth != model.config.depth:
+            model = model.deepened(m.depth, seed=cfg.run.seed)
+            log.info("deepened to %d blocks (taps %s)", m.depth, model.config.feature_blocks)
     else:
         canvas = {"img_size": tuple(m.img_size)} if m.img_size else {}
+        if m.depth:
+            raise PainterError(
+                "model.depth deepens a run.init checkpoint; a new model takes its preset's depth",
+                hint="start from a checkpoint (run.init) or pick a deeper preset",
+            )
         model = build_model(get_config(m.preset, **switches, **canvas), seed=cfg.run.seed)
         if init.startswith("mae:"):
             load_mae_encoder(model, init[4:])

@@ -957,7 +957,7 @@ def run_eval(settings: EvalSettings) -> dict[str, Any]:
         queries = TaskView(reader, task, suite_queries(reader, task))
     from painter_cli.checkpoint import resolve_seg_type
 
-    seg_type = resolve_seg_type(ckpt, model, settings.seg_type, codec.kind)
+    seg_type = resolve_seg_type(ckpt, model, settings.seg_type, codec.kind, task)
     predictor = Predictor(
         model, size=size, device=device, precision=settings.precision, seg_type=seg_type
     )

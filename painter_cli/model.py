@@ -552,6 +552,49 @@ class Painter(nn.Module):
         model.load_state_dict(state, strict=True)
         return model.train(self.training)
 
+    def deepened(self, depth: int, seed: int = 0) -> Painter:
+        """A copy with ``depth`` blocks computing exactly what this model computes: the new blocks
+        start as identities (attention ``proj`` and MLP ``fc2`` zero, so each adds nothing to the
+        residual stream) and are spread over the merged part, one after each block from
+        ``merge_index + 1`` on (the later blocks first get a second), and every tap moves to the
+        last block of its group, which carries the same output. Used to give a trained model more
+        capacity and go on training it. ``seed`` draws the new blocks' other weights."""
+        cfg = self.config
+        if depth <= cfg.depth:
+            raise PainterError(
+                f"cannot deepen a {cfg.depth}-block model to {depth} blocks",
+                hint="model.depth must exceed the run.init checkpoint's depth",
+            )
+        slots = list(range(cfg.merge_index + 1, cfg.depth))
+        if not slots:
+            raise PainterError("a model whose last block merges the streams cannot be deepened")
+        extra = depth - cfg.depth
+        after = {j: extra // len(slots) for j in slots}
+        for j in slots[len(slots) - extra % len(slots) :]:
+            after[j] += 1
+        where, end, i = {}, {}, 0  # old block -> its new index; -> the last index of its group
+        for j in range(cfg.depth):
+            where[j] = i
+            i += 1 + after.get(j, 0)
+            end[j] = i - 1
+        taps = tuple(end[t] for t in cfg.feature_blocks)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Painter(cfg.replace(depth=depth, feature_blocks=taps))
+        state = model.state_dict()
+        moved = {old: new for old, new in where.items()}
+        for key, value in self.state_dict().items():
+            if key.startswith("blocks."):
+                _, j, rest = key.split(".", 2)
+                key = f"blocks.{moved[int(j)]}.{rest}"
+            state[key] = value
+        for j in set(range(depth)) - set(moved.values()):
+            for name in ("attn.proj", "mlp.fc2"):
+                state[f"blocks.{j}.{name}.weight"].zero_()
+                state[f"blocks.{j}.{name}.bias"].zero_()
+        model.load_state_dict(state, strict=True)
+        return model.train(self.training)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay by name (1-D params are excluded by the
         optimiser grouping anyway), as in the official recipe."""

@@ -385,3 +385,11 @@ def test_seg_type_follows_the_checkpoint_and_the_task_kind(tmp_path):
     assert resolve_seg_type(ours, seggpt, None, "semseg") == "semantic"
     assert resolve_seg_type(ours, seggpt, None, "instance") == "instance"
     assert resolve_seg_type(ours, seggpt, "instance", "semseg") == "instance"
+    # A task trained with a token of its own (task_options.<task>.seg_type) paints with it; a task
+    # the checkpoint did not learn falls back to its kind's token.
+    table = {"s": {"codec": "semseg", "kind": "semseg", "seg_type": "instance"}}
+    split = save_checkpoint(tmp_path / "split", seggpt, run_config={"data": {}}, tasks=table)
+    assert resolve_seg_type(split, seggpt, None, "semseg", "s") == "instance"
+    assert resolve_seg_type(split, seggpt, None, "semseg", "other") == "semantic"
+    assert resolve_seg_type(split, seggpt, None, "semseg") == "semantic"
+    assert resolve_seg_type(split, seggpt, "semantic", "semseg", "s") == "semantic"

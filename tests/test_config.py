@@ -173,6 +173,10 @@ def test_task_options_from_a_file_and_set_merge_per_key(tmp_path):
         ("data.task_options.seg.fg_weight=0", "data.task_options.seg.fg_weight: must be > 0"),
         ("data.task_options.seg.prompt_mask=1.5", "prompt_mask: must be in [0, 1]"),
         ("data.task_options.seg.recolor=3", "data.task_options.seg.recolor: expected bool"),
+        (
+            "data.task_options.seg.seg_type=panoptic",
+            'seg.seg_type: expected "semantic", "instance"',
+        ),
     ],
 )
 def test_bad_task_options_name_the_key(override, needle):

@@ -338,6 +338,16 @@ def test_pairing_needs_groups_with_two_samples(shards, tmp_path):
         _dataset(singles, task_options=opts)
 
 
+def test_seg_type_follows_the_codec_unless_a_task_option_names_one(shards):
+    common = {"tasks": ["ade20k-semseg", "nyuv2-depth"]}
+    plain = _dataset(shards[0], **common)
+    by_task = dict(zip(plain.task_names, plain.seg_types, strict=True))
+    assert by_task == {"ade20k-semseg": "semantic", "nyuv2-depth": "semantic"}
+    opts = {"nyuv2-depth": TaskOptions(seg_type="instance")}
+    split = _dataset(shards[0], task_options=opts, **common)
+    assert dict(zip(split.task_names, split.seg_types, strict=True))["nyuv2-depth"] == "instance"
+
+
 def test_task_options_must_name_tasks_of_the_shards(shards):
     data = DataSection(
         task_options={"ade20k-semseg": TaskOptions(), "ade20k-semsge": TaskOptions()}

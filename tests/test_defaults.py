@@ -170,9 +170,9 @@ def test_train_defaults_fill_weights_and_run_dir(tmp_path, monkeypatch):
 # --- the bundled model -----------------------------------------------------------------------------
 
 
-def _bundled_predictor(kind: str):
-    """A ``Predictor`` of the bundled model painting tasks of codec ``kind`` as ``painter predict``
-    does (a SegGPT model with the type token it was trained with on that kind)."""
+def _bundled_predictor(kind: str, task: str):
+    """A ``Predictor`` of the bundled model painting ``task`` (codec ``kind``) as ``painter
+    predict`` does (a SegGPT model with the type token it was trained with on that task)."""
     import torch
 
     from painter_cli.checkpoint import load_model, resolve_seg_type
@@ -181,7 +181,7 @@ def _bundled_predictor(kind: str):
     torch.set_num_threads(1)
     model_dir = defaults.bundled_model()
     model = load_model(model_dir, device="cpu")
-    return Predictor(model, seg_type=resolve_seg_type(model_dir, model, None, kind))
+    return Predictor(model, seg_type=resolve_seg_type(model_dir, model, None, kind, task))
 
 
 def test_bundled_model_paints_the_committed_reference():
@@ -192,7 +192,7 @@ def test_bundled_model_paints_the_committed_reference():
     assert size_mb <= 25
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert set(metrics["incontext"]) == {*IN_DOMAIN, "synthetic-fgseg"}
-    predictor = _bundled_predictor("depth")
+    predictor = _bundled_predictor("depth", "synthetic-depth")
     side = json.loads((model_dir / "config.json").read_text())["model"]["img_size"][1]
     assert predictor.size == side  # the model's own per-image side (32 or 64 px)
     prompt_dir = defaults.bundled_prompt("depth")

@@ -223,6 +223,19 @@ def test_model_img_size_trains_a_larger_canvas(shards, tmp_path):
     assert load_model(tmp_path / "run2").config.img_size == (128, 64)
 
 
+def test_model_depth_deepens_the_init_checkpoint(shards, tmp_path):
+    engine.train(_cfg(shards[0], steps=1), tmp_path / "run")
+    # lr 0: the deepened model keeps run's blocks where they moved and its new blocks' zero outputs
+    cfg = _cfg(shards[0], "model.depth=8", "optim.lr=0.0", f"run.init={tmp_path / 'run'}", steps=1)
+    engine.train(cfg, tmp_path / "deep")
+    deep, base = load_model(tmp_path / "deep"), load_model(tmp_path / "run")
+    assert deep.config.depth == 8 and deep.config.feature_blocks == (1, 3, 5, 7)
+    assert torch.equal(deep.blocks[6].attn.qkv.weight, base.blocks[5].attn.qkv.weight)
+    assert not deep.blocks[7].mlp.fc2.weight.any()
+    with pytest.raises(PainterError, match="model.depth deepens a run.init checkpoint"):
+        engine.train(_cfg(shards[0], "model.depth=8", steps=1), tmp_path / "bad")
+
+
 def test_keeps_only_the_last_k_checkpoints(shards, tmp_path):
     cfg = _cfg(shards[0], "run.checkpoint_every=1", "run.keep_checkpoints=2", steps=4)
     engine.train(cfg, tmp_path / "run")

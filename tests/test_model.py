@@ -348,6 +348,30 @@ def test_at_canvas_keeps_outputs_at_that_canvas():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_deepened_computes_the_same_and_trains_its_new_blocks():
+    model = build_model("seggpt-mini", seed=3).eval()
+    deep = model.deepened(10).eval()
+    # One identity block after each of blocks 2..5; taps (1, 3, 4, 5) follow to (1, 5, 7, 9).
+    assert deep.config.depth == 10 and deep.config.feature_blocks == (1, 5, 7, 9)
+    assert torch.equal(deep.blocks[4].attn.qkv.weight, model.blocks[3].attn.qkv.weight)
+    assert not deep.blocks[3].attn.proj.weight.any() and not deep.blocks[9].mlp.fc2.weight.any()
+    x, y = torch.randn(2, 3, 128, 64), torch.randn(2, 3, 128, 64)
+    mask = torch.zeros(2, 128)
+    mask[:, 64:] = 1
+    with torch.no_grad():
+        _, a = model(x, y, mask, seg_type=0)
+        _, b = deep(x, y, mask, seg_type=0)
+    assert torch.allclose(a, b, atol=1e-5)
+    loss, _ = deep.train()(x, y, mask, seg_type=0)
+    loss.backward()
+    for j in (3, 5, 7, 9):  # the new blocks' outputs get a gradient from the first step
+        assert deep.blocks[j].attn.proj.weight.grad.abs().sum() > 0
+        assert deep.blocks[j].mlp.fc2.weight.grad.abs().sum() > 0
+    assert model.deepened(8).config.feature_blocks == (1, 3, 5, 7)  # later blocks first
+    with pytest.raises(PainterError, match="cannot deepen a 6-block model to 6"):
+        model.deepened(6)
+
+
 def test_seggpt_mini_is_the_cpu_segmentation_model():
     # The issue's measured model: canvas 128 x 64, patch 8, width 128, depth 6, 1.76 M parameters,
     # with SegGPT's two type tokens (2 x 128 of them) and loss.

@@ -375,7 +375,7 @@ def run_predict(settings: PredictSettings) -> list[dict[str, Any]]:
     size = settings.size
     if size is None:
         size = min(tensor_sizes) if tensor_sizes else default_size(model, kind)
-    seg_type = resolve_seg_type(ckpt, model, settings.seg_type, kind)
+    seg_type = resolve_seg_type(ckpt, model, settings.seg_type, kind, task_name)
     predictor = Predictor(
         model, size=size, device=device, precision=settings.precision, seg_type=seg_type
     )

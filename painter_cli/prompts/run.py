@@ -181,12 +181,12 @@ def _checkpoint_key(ckpt: str) -> str:
     return str(resolve_checkpoint(ckpt).resolve())
 
 
-def _seg_type(ckpt: str, model: Any, kind: str) -> str | None:
+def _seg_type(ckpt: str, model: Any, kind: str, task: str) -> str | None:
     """The SegGPT type token prompts are scored and tuned with: the one ``predict`` and ``eval``
-    paint the task's kind with (``painter train``'s for a checkpoint of ours; None for Painter)."""
+    paint ``task`` with (``painter train``'s for a checkpoint of ours; None for Painter)."""
     from painter_cli.checkpoint import resolve_seg_type
 
-    return resolve_seg_type(ckpt, model, None, kind)
+    return resolve_seg_type(ckpt, model, None, kind, task)
 
 
 ALL_GROUPS = "all"
@@ -308,7 +308,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     size = settings.size or default_size(model, codec.kind)
     preader = probe_reader if probe_reader is not None else train
     resize = prompt_resize(ckpt, model, "auto", codec, task)  # prompts as the checkpoint's
-    seg_type = _seg_type(ckpt, model, codec.kind)
+    seg_type = _seg_type(ckpt, model, codec.kind, task)
     scorer = _model_scorer(
         settings, model, train, preader, task, size, mode, device, resize[1], seg_type
     )
@@ -381,7 +381,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     given = None
     if settings.init is not None:
         given = load_prompt(settings.init, size, codec, target_resize=resize[1])
-    seg_type = _seg_type(ckpt, model, codec.kind)
+    seg_type = _seg_type(ckpt, model, codec.kind, task)
     scorer = _model_scorer(
         settings, model, train, preader, task, size, mode, device, resize[1], seg_type
     )
