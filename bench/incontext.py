@@ -15,6 +15,7 @@ right minus the best of every control; both signed so that > 0 is a win).
     python bench/incontext.py                      # bundled model, table on stdout
     python bench/incontext.py --json               # {task: {metric, higher_is_better, right, ...}}
     python bench/incontext.py --checkpoint runs/x --grid painter_cli/assets/grid.png
+    python bench/incontext.py --suite-seed 1       # a second query set: the seed-1 suite's val/ood
 
 ``--segment`` measures instead whether a model paints the concept its prompt shows
 (synthetic-segment; suite version 4 adds synthetic-segment-outline, the same scenes in free
@@ -393,6 +394,17 @@ def segment_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def query_suite(seed: int) -> Path:
+    """The suite of generator seed ``seed`` in the cache, with (at least) its val and ood splits,
+    which hold every query the bench scores; written once (the train split is not needed)."""
+    from painter_cli.defaults import SUITE_SIZE, SUITE_VERSION, cache_dir, encode_suite
+    from painter_cli.encode import nworkers_default
+
+    root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{SUITE_SIZE}-seed{seed}"
+    encode_suite(root, seed=seed, workers=nworkers_default(), splits=("val", "ood"))
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -407,9 +419,18 @@ def main(argv: list[str] | None = None) -> int:
         "(--limit: two-shape queries per split and form; 4x that one-shot queries)",
     )
     ap.add_argument("--seed", type=int, default=0, help="--segment: queries and prompts")
+    ap.add_argument(
+        "--suite-seed",
+        type=int,
+        default=None,
+        help="score the val/ood queries of the suite generated with this seed (e.g. 1: a second "
+        "query set; its val and ood splits are written to the cache once)",
+    )
     args = ap.parse_args(argv)
     ckpt = args.checkpoint or bundled_model()
     suite = args.suite or ensure_suite()
+    if args.suite_seed is not None:
+        suite = query_suite(args.suite_seed)
     if args.segment:
         report = segment_report(ckpt, suite, args.limit, args.seed)
         print(json.dumps(report, indent=2) if args.json else segment_markdown(report))

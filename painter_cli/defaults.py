@@ -173,8 +173,9 @@ def encode_suite(
     seed: int = SUITE_SEED,
     workers: int = 1,
     shard_size: int = 1000,
+    splits: tuple[str, ...] = SUITE_SPLITS,
 ) -> dict[str, Path]:
-    """Write the whole synthetic suite into ``out``: one shard directory per split (``out/train``,
+    """Write the synthetic suite (``splits``: every split by default) into ``out``: one shard directory per split (``out/train``,
     ``out/val``: the seven in-domain tasks and synthetic-segment; ``out/ood``: synthetic-fgseg and
     synthetic-segment's held-out classes), several tasks a directory, through
     ``shards.ShardWriter``. ``size``: generation side in pixels; ``count``: samples per task and
@@ -190,8 +191,13 @@ def encode_suite(
         raise PainterError(f"synthetic suite: count must be >= 1, got {count}")
     render("synthetic-semseg", 0, size=size, seed=seed)  # checks size and seed
     out = Path(out)
+    unknown = sorted(set(splits) - set(SUITE_SPLITS))
+    if unknown:
+        raise PainterError(
+            f"synthetic suite: no split {', '.join(unknown)}", hint=str(SUITE_SPLITS)
+        )
     dirs: dict[str, Path] = {}
-    for split in SUITE_SPLITS:
+    for split in (s for s in SUITE_SPLITS if s in splits):
         d = out / split
         dirs[split] = d
         source = _suite_source(split, size, count, seed)

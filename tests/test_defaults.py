@@ -68,6 +68,17 @@ def test_suite_resumes_by_split_and_refuses_other_encodes(tmp_path):
         defaults.encode_suite(tmp_path, size=16, count=2)
 
 
+def test_suite_splits_can_be_written_alone_and_completed_later(tmp_path):
+    dirs = defaults.encode_suite(tmp_path, size=16, count=1, splits=("val", "ood"))
+    assert sorted(dirs) == ["ood", "val"] and not (tmp_path / "train").exists()
+    stamp = (dirs["val"] / "shard-00000.h5").stat().st_mtime_ns
+    full = defaults.encode_suite(tmp_path, size=16, count=1)  # adds train, keeps val and ood
+    assert (full["train"] / "index.json").is_file()
+    assert (dirs["val"] / "shard-00000.h5").stat().st_mtime_ns == stamp
+    with pytest.raises(PainterError, match="no split test"):
+        defaults.encode_suite(tmp_path, size=16, count=1, splits=("test",))
+
+
 def _generate_racing(barrier, marks: str, out: str) -> None:
     """One of two processes asking for the same cached suite at once (a tiny one: 1 sample a
     task); each call of ``encode_suite`` leaves a mark, and waits so the other catches up."""
