@@ -39,7 +39,7 @@ from painter_cli.errors import PainterError
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-BUNDLED_MODEL = "bundled-tiny"
+BUNDLED_MODEL = "bundled-mini"
 SUITE_SPLITS = ("train", "val", "ood")
 SUITE_SIZE = 64  # generation side in pixels (the bundled model was trained at this size)
 SUITE_SEED = 0

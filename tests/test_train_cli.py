@@ -81,6 +81,7 @@ def test_a_trained_checkpoint_carries_its_tasks_for_predict(cli_runner, tmp_path
             "params": {"num_classes": 1, "base": 1},
             "kind": "semseg",
             "target_resize": "nearest",
+            "seg_type": "semantic",  # the token a SegGPT model would have trained it with
         }
     }
     prompt = f"{root / 'images' / '0.png'}:{root / 'targets' / '0.png'}"
