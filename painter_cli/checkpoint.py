@@ -181,10 +181,10 @@ def latest_checkpoint(checkpoints_dir: str | os.PathLike) -> Path | None:
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint directory, weights file (``.pth``/``.pt``/``.safetensors``), run directory
-    (containing ``checkpoints/``; its latest complete checkpoint), or ``bundled`` or the bundled
-    model's own name (``defaults.BUNDLED_MODEL``; unless a path of that name exists) -> the path to
-    load."""
-    from painter_cli.defaults import BUNDLED_MODEL, bundled_model
+    (containing ``checkpoints/``; its latest complete checkpoint), or ``bundled`` or the name of a
+    model the package ships (``defaults.BUNDLED_MODEL``, or an earlier version kept beside it, e.g.
+    ``bundled-tiny``; unless a path of that name exists) -> the path to load."""
+    from painter_cli.defaults import ASSETS, BUNDLED_MODEL, bundled_model
 
     path = Path(path)
     if not path.exists() and str(path) in ("bundled", BUNDLED_MODEL):
@@ -192,6 +192,9 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         # ``bundled`` names whichever version this package ships, so commands written with it
         # keep working when that changes.
         return bundled_model()
+    shipped = ASSETS / "models" / str(path)
+    if not path.exists() and path.name == str(path) and (shipped / WEIGHTS_FILE).is_file():
+        return shipped
     if not path.exists():
         raise PainterError(
             f"{path}: no such checkpoint file or directory",

@@ -118,7 +118,7 @@ def test_preset_name_gives_a_seeded_model():
 
 
 def test_the_bundled_model_has_a_name(tmp_path, monkeypatch):
-    # --checkpoint / --init bundled (or the model's own name, e.g. bundled-tiny): the package's
+    # --checkpoint / --init bundled (or the model's own name, e.g. bundled-mini): the package's
     # own model, wherever it is installed.
     from painter_cli.defaults import BUNDLED_MODEL, bundled_model
 
@@ -132,6 +132,13 @@ def test_the_bundled_model_has_a_name(tmp_path, monkeypatch):
     with pytest.raises(PainterError) as err:
         resolve_checkpoint("bundeld")
     assert f"bundled ({BUNDLED_MODEL})" in err.value.hint
+    # An earlier version kept in the package answers to its own name too.
+    tiny = bundled_model().parent / "bundled-tiny"
+    assert resolve_checkpoint("bundled-tiny") == tiny
+    assert load_model("bundled-tiny").config.img_size == (64, 32)
+    (tmp_path / "bundled-tiny").mkdir()  # again, a folder of that name wins
+    with pytest.raises(PainterError, match="bundled-tiny: no checkpoint found"):
+        resolve_checkpoint("bundled-tiny")
 
 
 def official_file(path, sd):
