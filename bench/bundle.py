@@ -14,8 +14,8 @@ stage's run (``runs/<run>``) has finished, ``--stage runs/<run>`` commits its la
 ``stages/<run>/`` (``model.safetensors``, ``config.json``) with a ``stage.json`` (steps, canvases,
 wall seconds, losses; with ``--score N`` its scores: ``bench/incontext.py --segment`` on N
 queries, the task table on ``--score-incontext`` (30) queries a task, ``bench/photos.py`` with
-train-pair prompts), which is where the next stage's ``run.init`` points and what ``metrics.json`` reads when the run
-directory is gone.
+train-pair prompts), which is where the next stage's ``run.init`` points and what
+``metrics.json`` reads when the run directory is gone.
 
 Prompts are training-split pairs (``painter_cli/assets/prompts/<task>/image.png + target.png``;
 the held-out synthetic-fgseg has only its ood split: its sample 0, never scored by the bench).
@@ -163,9 +163,9 @@ def train_pair_prompts(folder: Path) -> dict[str, str]:
     return prompts
 
 
-def stage_scores(checkpoint: str | Path, segment: int, incontext: int) -> dict:
-    """A stage record's scores: ``bench/incontext.py --segment`` on ``segment`` queries (held-out
-    selectivity, one-shot), its task table on ``incontext`` queries a task, and
+def stage_scores(checkpoint: str | Path, segment_queries: int, incontext_queries: int) -> dict:
+    """A stage record's scores: ``bench/incontext.py --segment`` on ``segment_queries`` queries
+    (held-out selectivity, one-shot), its task table on ``incontext_queries`` queries a task, and
     ``bench/photos.py`` on the installed photographs with :func:`train_pair_prompts`."""
     import tempfile
 
@@ -174,10 +174,10 @@ def stage_scores(checkpoint: str | Path, segment: int, incontext: int) -> dict:
 
     suite = ensure_suite()
     scores = {
-        "segment": incontext.segment_report(checkpoint, suite, segment),
-        "segment_queries": segment,
-        "incontext": incontext.incontext_table(checkpoint, suite, incontext),
-        "incontext_queries": incontext,
+        "segment": incontext.segment_report(checkpoint, suite, segment_queries),
+        "segment_queries": segment_queries,
+        "incontext": incontext.incontext_table(checkpoint, suite, incontext_queries),
+        "incontext_queries": incontext_queries,
         "suite": suite.name,
     }
     shots = photos.installed_photos()

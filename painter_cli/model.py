@@ -582,13 +582,12 @@ class Painter(nn.Module):
             torch.manual_seed(seed)
             model = Painter(cfg.replace(depth=depth, feature_blocks=taps))
         state = model.state_dict()
-        moved = {old: new for old, new in where.items()}
         for key, value in self.state_dict().items():
             if key.startswith("blocks."):
                 _, j, rest = key.split(".", 2)
-                key = f"blocks.{moved[int(j)]}.{rest}"
+                key = f"blocks.{where[int(j)]}.{rest}"
             state[key] = value
-        for j in set(range(depth)) - set(moved.values()):
+        for j in set(range(depth)) - set(where.values()):
             for name in ("attn.proj", "mlp.fc2"):
                 state[f"blocks.{j}.{name}.weight"].zero_()
                 state[f"blocks.{j}.{name}.bias"].zero_()
