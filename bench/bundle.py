@@ -96,6 +96,13 @@ def save_png(array: np.ndarray, path: Path) -> None:
     tmp.replace(path)
 
 
+def save_pair(sample, folder: Path) -> Path:
+    """A generated sample as a prompt pair: ``folder/image.png`` and ``folder/target.png``."""
+    save_png(sample.image, folder / "image.png")
+    save_png(sample.target, folder / "target.png")
+    return folder
+
+
 # --- the training chain -----------------------------------------------------------------------
 
 
@@ -157,9 +164,7 @@ def train_pair_prompts(folder: Path) -> dict[str, str]:
     prompts = {}
     for task, (synthetic, _) in photos.TASKS.items():
         s = generate(synthetic, PROMPT_INDEX, split="train", size=SUITE_SIZE, seed=SUITE_SEED)
-        save_png(s.image, folder / task / "image.png")
-        save_png(s.target, folder / task / "target.png")
-        prompts[task] = str(folder / task)
+        prompts[task] = str(save_pair(s, folder / task))
     return prompts
 
 
@@ -342,8 +347,7 @@ def write_prompts(size: int, chosen: dict[str, int] | None = None) -> dict[str, 
         split, index = ("train", PROMPT_INDEX) if task in suite_tasks("train") else ("ood", 0)
         index = chosen.get(task, index)
         s = generate(task, index, split=split, size=size, seed=SUITE_SEED)
-        save_png(s.image, ASSETS / "prompts" / task / "image.png")
-        save_png(s.target, ASSETS / "prompts" / task / "target.png")
+        save_pair(s, ASSETS / "prompts" / task)
         split, index = ("val", 0) if split == "train" else ("ood", 1)
         q = generate(task, index, split=split, size=size, seed=SUITE_SEED)
         save_png(q.image, ASSETS / "examples" / f"{task}.png")

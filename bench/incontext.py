@@ -341,7 +341,7 @@ def segment_report(checkpoint: str | Path, suite: Path, limit: int, seed: int = 
     from painter_cli.checkpoint import load_model, resolve_seg_type
 
     model = load_model(checkpoint, device="cpu")
-    # A SegGPT model of ours paints with the type token it was trained with on the task's kind.
+    # A SegGPT model of ours paints with the type token it trained synthetic-segment with.
     predictor = Predictor(
         model, seg_type=resolve_seg_type(checkpoint, model, None, "semseg", SEGMENT)
     )
@@ -397,10 +397,10 @@ def segment_markdown(report: dict) -> str:
 def query_suite(seed: int) -> Path:
     """The suite of generator seed ``seed`` in the cache, with (at least) its val and ood splits,
     which hold every query the bench scores; written once (the train split is not needed)."""
-    from painter_cli.defaults import SUITE_SIZE, SUITE_VERSION, cache_dir, encode_suite
+    from painter_cli.defaults import encode_suite, suite_root
     from painter_cli.encode import nworkers_default
 
-    root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{SUITE_SIZE}-seed{seed}"
+    root = suite_root(seed=seed)
     encode_suite(root, seed=seed, workers=nworkers_default(), splits=("val", "ood"))
     return root
 
@@ -428,9 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     ckpt = args.checkpoint or bundled_model()
-    suite = args.suite or ensure_suite()
     if args.suite_seed is not None:
         suite = query_suite(args.suite_seed)
+    else:
+        suite = args.suite or ensure_suite()
     if args.segment:
         report = segment_report(ckpt, suite, args.limit, args.seed)
         print(json.dumps(report, indent=2) if args.json else segment_markdown(report))

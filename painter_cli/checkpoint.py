@@ -85,7 +85,8 @@ def save_checkpoint(
     """Write a checkpoint directory atomically and return its path.
 
     ``tasks``: the tasks the model learned, ``{name: {"codec", "params", "kind",
-    "target_resize", "seg_type"}}`` (``task_table``), so predict and eval decode them without the shards.
+    "target_resize", "seg_type"}}`` (``task_table``), so predict and eval decode them without the
+    shards.
 
     Everything is written into a temporary directory beside ``directory`` and renamed into place,
     so a reader never sees a half-written checkpoint; an existing checkpoint at the same path is
@@ -242,12 +243,10 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
 def task_table(tasks: Any) -> dict[str, dict[str, Any]]:
     """The task copy a run saves with its checkpoints, made once from the shard index when the run
     starts: ``tasks`` are the training set's tasks (``name``, ``codec``, ``target_resample`` a PIL
-    filter; ``options`` its ``TaskOptions``) -> ``{name: {"codec", "params", "kind",
+    filter, ``seg_type`` its type token) -> ``{name: {"codec", "params", "kind",
     "target_resize": "nearest"|"bicubic", "seg_type": "semantic"|"instance"}}`` (``seg_type``:
     the SegGPT type token the task trained with; Painter models have none and ignore it)."""
     from PIL import Image
-
-    from painter_cli.model import seg_type_for_kind
 
     return {
         t.name: {
@@ -255,7 +254,7 @@ def task_table(tasks: Any) -> dict[str, dict[str, Any]]:
             "params": t.codec.params(),
             "kind": t.codec.kind,
             "target_resize": "bicubic" if t.target_resample == Image.BICUBIC else "nearest",
-            "seg_type": t.options.seg_type or seg_type_for_kind(t.codec.kind),
+            "seg_type": t.seg_type,
         }
         for t in tasks
     }
@@ -275,7 +274,10 @@ def _config_doc(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
 def trained_tasks(checkpoint: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """The tasks a checkpoint of ours learned (``task_table``); empty for checkpoints saved before
     they carried it, presets and the released weights."""
-    doc = _config_doc(checkpoint)
+    return _tasks_of(_config_doc(checkpoint))
+
+
+def _tasks_of(doc: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     tasks = (doc or {}).get("tasks") or {}
     return tasks if isinstance(tasks, dict) else {}
 
@@ -296,9 +298,10 @@ def resolve_seg_type(
 
     if option is not None or not getattr(model.config, "num_type_tokens", 0):
         return option
-    if _config_doc(checkpoint) is None:  # the released layout
+    doc = _config_doc(checkpoint)
+    if doc is None:  # the released layout
         return "instance"
-    trained = trained_tasks(checkpoint).get(task or "", {}).get("seg_type")
+    trained = _tasks_of(doc).get(task or "", {}).get("seg_type")
     return trained or seg_type_for_kind(kind or "")
 
 

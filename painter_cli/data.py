@@ -207,6 +207,12 @@ class _Task:
     pool: np.ndarray | None = None
     starts: np.ndarray | None = None
 
+    @property
+    def seg_type(self) -> str:
+        """SegGPT's type token for this task (``model.SEG_TYPES`` names): its ``seg_type``
+        option, else instance codecs get the instance token, every other task the semantic one."""
+        return self.options.seg_type or seg_type_for_kind(self.codec.kind)
+
     def span(self, k: int) -> tuple[int, int]:
         """pair_by_group: (start in ``pool``, size) of the group of pool entry ``k``."""
         g = int(np.searchsorted(self.starts, k, side="right")) - 1
@@ -300,9 +306,7 @@ class _CanvasBase(torch.utils.data.Dataset):
                 )
             )
         self.task_names = [t.name for t in self.tasks]
-        # SegGPT's type token per task (``model.SEG_TYPES`` names): the task's ``seg_type``
-        # option, else instance codecs get the instance token, every other task the semantic one.
-        self.seg_types = [t.options.seg_type or seg_type_for_kind(t.codec.kind) for t in self.tasks]
+        self.seg_types = [t.seg_type for t in self.tasks]
         self.fg_weights = {t.name: t.fg_weight for t in self.tasks}
 
     @staticmethod

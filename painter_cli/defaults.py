@@ -244,6 +244,11 @@ def _map(fn, jobs: list, workers: int):
         yield from pool.imap(fn, jobs, chunksize=16)
 
 
+def suite_root(size: int = SUITE_SIZE, seed: int = SUITE_SEED) -> Path:
+    """Where the cached suite of generation side ``size`` and seed ``seed`` lives."""
+    return cache_dir() / f"synthetic-v{SUITE_VERSION}-s{size}-seed{seed}"
+
+
 def ensure_suite(
     size: int = SUITE_SIZE, seed: int = SUITE_SEED, workers: int | None = None
 ) -> Path:
@@ -252,7 +257,7 @@ def ensure_suite(
     generated on first use (``workers`` processes, default: the CPUs, at most 8). Returns its root
     (with ``train``, ``val`` and ``ood`` inside). Processes that start together generate it once:
     the first holds ``<root>.lock`` while it generates, the others wait and use its result."""
-    root = cache_dir() / f"synthetic-v{SUITE_VERSION}-s{size}-seed{seed}"
+    root = suite_root(size, seed)
     if _suite_complete(root):
         return root
     # Two processes generating one cache would each restart the other's half-written split
