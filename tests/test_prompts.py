@@ -177,7 +177,7 @@ def test_select_reports_what_was_searched_when_less_than_asked(world, tmp_path):
         requested={"candidates": 64, "probes": 4},
     )  # fmt: skip
     assert report["searched"] == {
-        "pairs": 12, "candidates": 8, "probes": 4, "random": 8, "overlap": 0
+        "pairs": 12, "candidates": 8, "probes": 4, "random": 8, "overlap": 0, "cross": False
     }  # fmt: skip
     assert report["requested"] == {"candidates": 64, "probes": 4, "random": 10}
     assert report["warnings"] == [
@@ -280,6 +280,36 @@ def test_prompt_dependence_literal_values():
     assert dep.r == pytest.approx(16 / math.sqrt(320)) and dep.matters is True
     assert prompt_dependence([1, 2, 3], [3, 2, 1]).matters is False
     assert prompt_dependence([1, 2, float("nan")], [1, 2, 3]).prompts == 2
+
+
+def test_probe_dependence_fits_around_cells_skipped_by_design():
+    # Exactly additive scores (prompt a_i + probe b_j) with the diagonal never scored: no noise,
+    # the spread is the prompt effects' sd, whatever the skipped cells hold.
+    a, b = np.array([0.0, 1.0, 3.0, 6.0]), np.array([10.0, 0.0, 5.0, 2.0, 7.0])
+    table = a[:, None] + b[None, :]
+    skip = np.zeros(table.shape, bool)
+    skip[np.arange(4), np.arange(4)] = True
+    table[skip] = np.nan
+    dep = probe_dependence(table, skip)
+    assert dep.noise == pytest.approx(0.0, abs=1e-9)
+    assert dep.spread == pytest.approx(np.std(a, ddof=1)) and dep.matters is True
+    # row means over the scored cells would mix in the missing probe's difficulty:
+    # (3.5, 7, 7.75, 11.5) spread 3.2811 where the prompts differ by sd(a) = sqrt(7) = 2.6458
+    assert np.std(np.nanmean(table, axis=1), ddof=1) == pytest.approx(3.2811, abs=1e-4)
+    assert dep.spread == pytest.approx(math.sqrt(7))
+    # nothing skipped: the closed form
+    full = np.random.default_rng(2).normal(size=(5, 6))
+    assert probe_dependence(full, np.zeros((5, 6), bool)) == probe_dependence(full)
+    # cell noise of sd 1 with every prompt missing one probe: the sd of a 39-cell mean
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(300, 40))
+    skip = np.zeros(table.shape, bool)
+    skip[np.arange(300), np.arange(300) % 40] = True
+    dep = probe_dependence(np.where(skip, np.nan, table), skip)
+    assert dep.noise == pytest.approx(1 / math.sqrt(39), rel=0.05)
+    assert dep.spread == pytest.approx(1 / math.sqrt(39), rel=0.1) and dep.matters is False
+    with pytest.raises(ValueError, match="shape"):
+        probe_dependence(table, skip[:, :3])
 
 
 def test_probe_noise_is_the_split_half_noise_over_every_halving():
@@ -804,6 +834,50 @@ def test_split_indices_by_group_stays_in_the_group(grouped, world):
         split_indices(train, "nyuv2-depth", None, 1, group="nope")
 
 
+def test_cross_selection_scores_candidates_on_each_other_never_on_themselves(grouped, tmp_path):
+    train = ShardReader(grouped)
+    g1 = sorted(map(int, train.groups("nyuv2-depth")["g1"]))
+    cands, probes = split_indices(train, "nyuv2-depth", None, 8, group="g1", cross=True)
+    assert sorted(cands) == sorted(probes) == g1  # every pair both, none held back
+    cands3, probes2 = split_indices(train, "nyuv2-depth", 3, 2, group="g1", cross=True)
+    assert cands3 == cands[:3] and probes2 == cands[:2]
+    with pytest.raises(PainterError, match="takes no --probe"):
+        split_indices(train, "nyuv2-depth", None, 2, probe_reader=train, cross=True)
+    # a pair prompting itself would copy its own target: give it the best score to be sure
+    quality = {c: float(k) for k, c in enumerate(cands)}
+    self_copy = {c: 100.0 for c in cands}
+
+    class Scorer(Counting):
+        def __call__(self, candidate, probes):
+            out = super().__call__(candidate, probes)
+            return [self_copy[c] if c == candidate else v for c, v in zip(probes, out)]
+
+    score = Scorer(quality)
+    report = select_prompts(
+        train, "nyuv2-depth", cands, probes, score, out=tmp_path / "x", metric="toy",
+        higher_is_better=True, random=4, min_probes=4, progress=False, cross=True, group="g1",
+    )  # fmt: skip
+    assert score.calls and all(c != p for c, p in score.calls)
+    assert report["best"]["index"] == cands[-1]
+    # each candidate's score is its mean over the other probes
+    for row in report["candidates"]:
+        others = [p for p in probes if p != row["index"]]
+        expect = np.mean([quality[row["index"]] + 0.001 * ((p * 7) % 5) for p in others])
+        assert row["score"] == pytest.approx(expect)
+    assert report["searched"]["cross"] is True and report["searched"]["overlap"] == 4
+    assert report["warnings"] == []  # overlap by design is not warned about
+    rows = [[quality[r["index"]] + 0.001 * ((p * 7) % 5) for p in probes] for r in report["random"]]
+    skip = [[p == r["index"] for p in probes] for r in report["random"]]
+    assert report["dependence"] == probe_dependence(rows, skip).to_json()
+    # without cross the same call scores every pair on itself and warns
+    plain = select_prompts(
+        train, "nyuv2-depth", cands, probes, Scorer(quality), out=tmp_path / "y", metric="toy",
+        higher_is_better=True, random=4, min_probes=4, progress=False,
+    )  # fmt: skip
+    assert any("also candidates" in w for w in plain["warnings"])
+    assert plain["candidates"][0]["score"] > 20  # the self-copy wins there
+
+
 def test_group_option_errors_are_one_line(world, grouped, tmp_path, cli_runner):
     base = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
     base += ["--device", "cpu", "--out", str(tmp_path / "x")]
@@ -816,6 +890,11 @@ def test_group_option_errors_are_one_line(world, grouped, tmp_path, cli_runner):
     args = [*base, "--data", str(grouped), "--group", "g0", "--probe", str(world["val"])]
     result = cli_runner.invoke(app, args)
     assert result.exit_code == 1 and "the --probe shards hold no sample of it" in result.output
+    result = cli_runner.invoke(app, [*args, "--cross"])
+    assert result.exit_code == 1 and "--cross scores the candidates on each other" in result.output
+    args = [*base, "--data", str(grouped), "--group", "g0", "--cross", "--per-query"]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 1 and "--per-query with --cross" in result.output
 
 
 def test_prompt_select_one_group(world, grouped, tmp_path, cli_runner):
@@ -831,9 +910,31 @@ def test_prompt_select_one_group(world, grouped, tmp_path, cli_runner):
     assert report["group"] == "g1" and report["settings"]["group"] == ["g1"]
     assert {c["id"] for c in report["candidates"]} | set(report["probes"]) == group
     assert report["searched"] == {
-        "pairs": 4, "candidates": 2, "probes": 2, "random": 2, "overlap": 0
+        "pairs": 4, "candidates": 2, "probes": 2, "random": 2, "overlap": 0, "cross": False
     }  # fmt: skip
     assert "searched 2 of 4 training pairs on 2 probes" in " ".join(result.output.split())
+
+
+def test_prompt_select_cross_searches_every_pair_of_a_group(world, grouped, tmp_path, cli_runner):
+    out = tmp_path / "g2"
+    args = ["prompt-select", "--task", "nyuv2-depth", "--checkpoint", str(world["ckpt"])]
+    args += ["--data", str(grouped), "--group", "g2", "--cross", "--candidates", "all", "-m", "4"]
+    args += ["--random", "3", "--min-probes", "4", "--device", "cpu", "--out", str(out)]
+    result = cli_runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    train = ShardReader(grouped)
+    group = {train.sample_id(int(i)) for i in train.groups("nyuv2-depth")["g2"]}
+    assert {c["id"] for c in report["candidates"]} == set(report["probes"]) == group
+    assert report["searched"] == {
+        "pairs": 4, "candidates": 4, "probes": 4, "random": 3, "overlap": 4, "cross": True
+    }  # fmt: skip
+    assert report["warnings"] == [] and report["settings"]["cross"] is True
+    scores = json.loads((out / "scores.json").read_text())["scores"]
+    for c in report["candidates"]:  # every other pair scored, never itself
+        row = scores[str(c["index"])]
+        assert row[str(c["index"])] is None
+        assert sum(v is not None for v in row.values()) == 3
 
 
 def test_prompt_select_and_tune_every_group(world, grouped, tmp_path, cli_runner):

@@ -52,6 +52,12 @@ def prompt_select(
         help="Search one group's pairs only (repeat for several, 'all' for each; one folder per "
         "group in OUT when several).",
     ),
+    cross: bool = typer.Option(
+        False,
+        "--cross",
+        help="Score the candidates on each other, never a pair on itself, instead of on pairs "
+        "held out as probes: for a small group, whose pairs would otherwise be split.",
+    ),
     metric_variant: str = typer.Option(
         None,
         "--metric-variant",
@@ -85,6 +91,7 @@ def prompt_select(
         seed=seed,
         metric_variant=metric_variant,
         group=list(group) if group else None,
+        cross=cross,
     )
     r = run_select(settings)
     if "groups" in r:

@@ -83,23 +83,61 @@ def prompt_dependence(a: Sequence[float], b: Sequence[float]) -> Dependence:
     return Dependence(n, spread, noise, r, matters)
 
 
-def probe_dependence(per_probe: Sequence[Sequence[float]]) -> Dependence:
+def probe_dependence(
+    per_probe: Sequence[Sequence[float]], skip: Sequence[Sequence[bool]] | None = None
+) -> Dependence:
     """``Dependence`` of prompts from their per-probe scores: one row a prompt, the same probes in
-    every row (a probe with a non-finite score in any row is left out). Needs two probes."""
+    every row (a probe with a non-finite score in any row is left out). Needs two probes.
+
+    ``skip``: cells never scored by design (a prompt is no probe of itself, ``select_prompts``'
+    cross mode), same shape. The prompt and probe effects are then a least-squares additive fit
+    of the other cells, ``spread`` the standard deviation of the prompt effects, and the noise
+    the residuals' variance over their degrees of freedom (cells - n - m + 1) per mean of a
+    row's scored cells; without skipped cells this is the closed form above.
+    """
     rows = [list(map(float, v)) for v in per_probe]
     table = np.asarray(rows, np.float64) if rows else np.zeros((0, 0))
-    table = table[:, np.isfinite(table).all(axis=0)]
+    none = skip is None or table.size == 0
+    held = np.zeros(table.shape, bool) if none else np.asarray(skip, bool)
+    if held.shape != table.shape:
+        raise ValueError(f"skip has shape {held.shape}, the scores {table.shape}")
+    keep = (np.isfinite(table) | held).all(axis=0)
+    table, held = table[:, keep], held[:, keep]
     n, m = table.shape
     if n < 2 or m < 2:
         return Dependence(n, math.nan, math.nan, math.nan, None, m)
-    means = table.mean(axis=1)
-    residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
-    noise = math.sqrt(float((residual**2).sum()) / ((n - 1) * (m - 1)) / m)
-    spread = float(np.std(means, ddof=1))
+    if held.any():
+        effects, residual = _additive_fit(table, ~held)
+        dof = int((~held).sum()) - n - m + 1
+        per_row = float((~held).sum(axis=1).mean())
+        noise = math.sqrt(float((residual**2).sum()) / dof / per_row) if dof > 0 else math.nan
+        spread = float(np.std(effects, ddof=1))
+    else:
+        means = table.mean(axis=1)
+        residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
+        noise = math.sqrt(float((residual**2).sum()) / ((n - 1) * (m - 1)) / m)
+        spread = float(np.std(means, ddof=1))
     total = spread**2 + noise**2
     r = (spread**2 - noise**2) / total if total > 0 else math.nan
-    matters = None if n < MIN_PROMPTS else bool(spread > SIGNAL_RATIO * noise)
+    matters = (
+        None if n < MIN_PROMPTS or not math.isfinite(noise) else bool(spread > SIGNAL_RATIO * noise)
+    )
     return Dependence(n, spread, noise, r, matters, m)
+
+
+def _additive_fit(table: np.ndarray, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(prompt effects (n,), residuals (n, m), zero where not scored)`` of the least-squares fit
+    ``score = mu + prompt + probe`` to the ``scored`` cells of ``table``."""
+    n, m = table.shape
+    i, j = np.nonzero(scored)
+    design = np.zeros((len(i), 1 + n + m))
+    design[:, 0] = 1.0
+    design[np.arange(len(i)), 1 + i] = 1.0
+    design[np.arange(len(i)), 1 + n + j] = 1.0
+    coef, *_ = np.linalg.lstsq(design, table[i, j], rcond=None)
+    residual = np.zeros_like(table)
+    residual[i, j] = table[i, j] - design @ coef
+    return coef[1 : 1 + n], residual
 
 
 def verdict(dep: Dependence | dict, task: str, what: str = "random prompts") -> str:

@@ -69,6 +69,7 @@ class SelectSettings:
     seed: int = 0
     metric_variant: str | None = None
     group: list[str] | None = None
+    cross: bool = False
 
 
 @dataclass
@@ -291,6 +292,15 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     settings = with_suite_defaults(settings, "prompt-select")
     if settings.features not in FEATURES:
         raise PainterError(f"--features {settings.features}: expected pixels or encoder")
+    if settings.cross and settings.probe:
+        raise PainterError(
+            "--cross scores the candidates on each other: it takes no --probe shards"
+        )
+    if settings.cross and settings.per_query:
+        raise PainterError(
+            "--per-query with --cross: every probe's most similar pair would be itself",
+            "drop one of them",
+        )
     ckpt = checkpoint_or_default(settings.checkpoint)
     train, probe_reader, task = _open_data(settings)
     codec = train.codec(task)
@@ -299,7 +309,14 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     layout = per_group(groups, settings.group)
     splits = {
         g: split_indices(
-            train, task, settings.candidates, settings.probe_size, settings.seed, probe_reader, g
+            train,
+            task,
+            settings.candidates,
+            settings.probe_size,
+            settings.seed,
+            probe_reader,
+            g,
+            cross=settings.cross,
         )
         for g in groups or [None]
     }
@@ -318,6 +335,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
         "size": size,
         "score": mode,
         "metric_variant": settings.metric_variant,
+        **({"cross": True} if settings.cross else {}),  # older runs resume as they were
     }
     per_query = None
     if settings.per_query:
@@ -348,6 +366,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
                 probe_reader=preader,
                 requested={"candidates": settings.candidates, "probes": settings.probe_size},
                 group=g,
+                cross=settings.cross,
             )
     finally:
         scorer.close()

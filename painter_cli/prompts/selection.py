@@ -38,9 +38,14 @@ def split_indices(
     seed: int = 0,
     probe_reader: Any = None,
     group: str | None = None,
+    cross: bool = False,
 ) -> tuple[list[int], list[int]]:
     """``(candidates, probes)``: seeded random draws of ``task``. Without ``probe_reader`` the
     probes come from ``train`` and are never candidates. ``n_candidates`` None = all.
+
+    ``cross``: the probes are drawn from the candidates' own pool (the first ``probe_size`` of the
+    same draw), for ``select_prompts(cross=True)``, which never scores a pair on itself: a small
+    group's pairs are then all both candidates and probes instead of split between the two.
 
     ``group``: only samples of that group (``reader.groups(task)``), in both readers; a group of
     fewer than ``probe_size + 1`` training pairs (and no ``probe_reader``) gives half of them to
@@ -51,6 +56,15 @@ def split_indices(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9B0BE]))
     where = f"task {task!r}" if group is None else f"group {group!r} of {task!r}"
     pool = [int(i) for i in rng.permutation(_members(train, task, group))]
+    if cross:
+        if probe_reader is not None:
+            raise PainterError(
+                "--cross scores the candidates on each other: it takes no --probe shards"
+            )
+        if len(pool) < 2:
+            raise PainterError(f"{where} has {len(pool)} training pairs: --cross needs 2")
+        candidates = pool if n_candidates is None else pool[:n_candidates]
+        return candidates, pool[:probe_size]
     if probe_reader is None:
         if group is not None and 2 <= len(pool) < probe_size + 1:
             probe_size = len(pool) // 2
@@ -107,6 +121,7 @@ def select_prompts(
     progress: bool = True,
     requested: dict[str, int | None] | None = None,
     group: str | None = None,
+    cross: bool = False,
 ) -> dict[str, Any]:
     """Successive-halving search of ``candidates`` (indices of ``train``) on ``probes`` with
     ``score`` (candidate, probes) -> per-probe scores, cached in ``out/scores.json``.
@@ -121,6 +136,10 @@ def select_prompts(
     ``warnings`` where that is less than asked or probes are also candidates, ``tied`` the
     candidates that share the best score (a tie names no best; ``image.png`` is then the first
     of them in draw order).
+
+    ``cross``: probes may be candidates (``split_indices(cross=True)``, one reader); a pair is
+    never scored as its own prompt (its score there is missing, so each candidate's mean is over
+    the other probes, and ``dependence`` fits around the missing cells).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -132,6 +151,10 @@ def select_prompts(
     candidates = list(dict.fromkeys(int(c) for c in candidates))
     probes = [int(p) for p in probes]
     probe_reader = train if probe_reader is None else probe_reader
+    if cross and probe_reader is not train:
+        raise PainterError("cross selection scores the candidates on each other: one reader")
+    if cross:
+        score = LeaveSelfOut(score)
     cache = ScoreCache(out / SCORES_FILE, fingerprint or {"task": task})
     passes_before = cache.forward_passes
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A2D]))
@@ -142,6 +165,7 @@ def select_prompts(
         "probes": len(probes),
         "random": len(randoms),
         "overlap": shared_samples(train, candidates, probe_reader, probes),
+        "cross": cross,
     }
     asked = {"candidates": len(candidates), "probes": len(probes), **(requested or {})}
     what = "the task" if group is None else f"group {group!r}"
@@ -207,7 +231,10 @@ def select_prompts(
         "searched": searched,
         "requested": {k: asked[k] for k in ("candidates", "probes")} | {"random": random},
         "warnings": warnings,
-        "dependence": probe_dependence(list(random_rows.values())).to_json(),
+        "dependence": probe_dependence(
+            list(random_rows.values()),
+            [[cross and p == c for p in probes] for c in random_rows],
+        ).to_json(),
         "random_mean": json_float(nanmean(list(random_scores.values()))) if random_scores else None,
         "random": [
             {"id": sample_id(train, c), "index": c, "score": json_float(v)}
@@ -268,12 +295,29 @@ def search_warnings(
             f"--random {want}: only {n} candidates, so the random prompts are all of them "
             "(the random mean is the candidates' mean)"
         )
-    if searched["overlap"]:
+    if searched["overlap"] and not searched.get("cross"):
         out.append(
             f"{searched['overlap']} of the {m} probes are also candidates (--probe and --data share "
             "a folder): a pair prompting itself scores as if it copied its own target"
         )
     return out
+
+
+class LeaveSelfOut:
+    """A ``ScoreFn`` that never scores a pair as its own prompt: NaN (missing) for the probe that
+    is the candidate itself, the wrapped scorer's scores for the others."""
+
+    def __init__(self, score: ScoreFn):
+        self.score = score
+
+    @property
+    def forward_passes(self) -> int | None:
+        return getattr(self.score, "forward_passes", None)
+
+    def __call__(self, candidate: int, probes: Sequence[int]) -> list[float]:
+        others = [p for p in probes if p != candidate]
+        values = iter(self.score(candidate, others) if others else [])
+        return [math.nan if p == candidate else next(values) for p in probes]
 
 
 def _all_close(values: Sequence[float]) -> bool:
