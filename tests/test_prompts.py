@@ -601,6 +601,9 @@ def test_resolve_objective_and_palettes():
         resolve_objective("semseg", "heatmap")
     with pytest.raises(PainterError, match="--objective"):
         resolve_objective("semseg", "nope")
+    assert resolve_objective("restoration", "psnr") == "psnr"
+    with pytest.raises(PainterError, match="restoration task"):
+        resolve_objective("depth", "psnr")
     # ADE20K: its 150 class colours (class 1 white); with black as a class it comes first
     ade = codec_palette(get_codec("ade20k-semseg"))
     assert ade.shape == (150, 3) and ade[0].tolist() == [255.0, 255.0, 255.0]
@@ -610,6 +613,31 @@ def test_resolve_objective_and_palettes():
     # keypoints: the (G, B) class colours, base-3 code with step 85 for 7 keypoints
     kp = codec_palette(get_codec("keypoints", num_keypoints=7, width=8, height=8))
     assert kp.shape == (7, 2) and kp[:4].tolist() == [[255, 255], [255, 170], [255, 85], [170, 255]]
+
+
+def test_psnr_loss_literal_values():
+    from painter_cli.model import normalize
+    from painter_cli.prompts import psnr_loss
+
+    truth = torch.full((2, 3, 4, 4), 0.5)
+    painted = truth.clone()
+    painted[0] += 0.1  # MSE 0.01: 20 dB
+    painted[1] += 0.01  # MSE 1e-4: 40 dB
+    pred = normalize(painted).requires_grad_(True)
+    loss = psnr_loss(pred, normalize(truth), None)
+    assert float(loss.detach()) == pytest.approx(-30.0, abs=1e-3)  # minus the mean of 20, 40 dB
+    loss.backward()
+    assert pred.grad.abs().sum() > 0
+    # pixels out of [0, 1] are clipped as decoded; invalid pixels do not count
+    painted = truth.clone()
+    painted[:, :, :2] = 1.7  # clipped to 1: error 0.5 on the top half
+    valid = torch.ones_like(truth)
+    valid[:, :, :2] = 0
+    assert float(psnr_loss(normalize(painted), normalize(truth), valid)) == pytest.approx(-100.0)
+    expect = -10 * math.log10(0.5**2 / 2)  # half the pixels off by 0.5
+    assert float(psnr_loss(normalize(painted), normalize(truth), None)) == pytest.approx(
+        -expect, abs=1e-3
+    )
 
 
 def _keypoint_canvas(points, size=8):
@@ -850,7 +878,7 @@ def test_cross_selection_scores_candidates_on_each_other_never_on_themselves(gro
     class Scorer(Counting):
         def __call__(self, candidate, probes):
             out = super().__call__(candidate, probes)
-            return [self_copy[c] if c == candidate else v for c, v in zip(probes, out)]
+            return [self_copy[c] if c == candidate else v for c, v in zip(probes, out, strict=True)]
 
     score = Scorer(quality)
     report = select_prompts(
@@ -930,6 +958,7 @@ def test_prompt_select_cross_searches_every_pair_of_a_group(world, grouped, tmp_
         "pairs": 4, "candidates": 4, "probes": 4, "random": 3, "overlap": 4, "cross": True
     }  # fmt: skip
     assert report["warnings"] == [] and report["settings"]["cross"] is True
+    assert "on 4 probes (each on the others, --cross)" in " ".join(result.output.split())
     scores = json.loads((out / "scores.json").read_text())["scores"]
     for c in report["candidates"]:  # every other pair scored, never itself
         row = scores[str(c["index"])]

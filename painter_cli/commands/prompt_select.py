@@ -118,8 +118,9 @@ def prompt_select(
             console.print(f"{label}: {value:.4f}")
     n = r["searched"]
     console.print(
-        f"searched {n['candidates']} of {n['pairs']} training pairs on {n['probes']} probes, "
-        f"{n['random']} random prompts"
+        f"searched {n['candidates']} of {n['pairs']} training pairs on {n['probes']} probes"
+        f"{' (each on the others, --cross)' if n.get('cross') else ''}, {n['random']} random "
+        "prompts"
     )
     for line in r["warnings"]:
         console.print(f"warning: {line}", markup=False)

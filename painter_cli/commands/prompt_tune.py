@@ -40,7 +40,8 @@ def prompt_tune(
     objective: str = typer.Option(
         "loss",
         "--objective",
-        help="loss (the training loss), palette (semseg/instance) or heatmap (keypoints).",
+        help="loss (the training loss), palette (semseg/instance), heatmap (keypoints) or psnr "
+        "(restoration).",
     ),
     size: int = typer.Option(
         None, "--size", help="Per-image side S.", show_default="the model's own"

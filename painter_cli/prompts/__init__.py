@@ -51,6 +51,7 @@ from painter_cli.prompts.objectives import (
     codec_palette,
     heatmap_loss,
     palette_loss,
+    psnr_loss,
     resolve_objective,
 )
 from painter_cli.prompts.retrieval import (
@@ -107,6 +108,7 @@ __all__ = [
     "halving_cost",
     "halving_schedule",
     "heatmap_loss",
+    "psnr_loss",
     "load_prompt",
     "palette_loss",
     "parse_count",

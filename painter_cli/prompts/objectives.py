@@ -1,6 +1,7 @@
 """What prompt tuning minimises: the model's masked smooth-L1 (its training loss, the default), or
 a cross-entropy aligned with the task's decoder (``palette``: the nearest-colour decision of
-semseg/instance; ``heatmap``: the keypoint decoder's argmax)."""
+semseg/instance; ``heatmap``: the keypoint decoder's argmax; ``psnr``: the restoration metric's
+mean per-image PSNR)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from painter_cli.errors import PainterError
 
-OBJECTIVES = ("loss", "palette", "heatmap")
+OBJECTIVES = ("loss", "palette", "heatmap", "psnr")
 # Pixel-unit temperature of the palette objective: an L1 distance gap of 10 levels is one nat.
 PALETTE_TEMPERATURE = 10.0
 # Heat temperature of the heatmap objective: a heat gap of 0.05 (13 levels of R) is one nat.
@@ -36,6 +37,10 @@ def resolve_objective(kind: str, objective: str = "loss") -> str:
     if objective == "heatmap" and kind != "keypoints":
         raise PainterError(
             f"--objective heatmap needs a keypoints task, not {kind!r}", "use --objective loss"
+        )
+    if objective == "psnr" and kind != "restoration":
+        raise PainterError(
+            f"--objective psnr needs a restoration task, not {kind!r}", "use --objective loss"
         )
     return objective
 
@@ -84,6 +89,23 @@ def palette_loss(
     ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     weight = torch.ones_like(ce) if valid is None else (valid.to(ce.dtype).mean(1) > 0).to(ce.dtype)
     return (ce * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def psnr_loss(
+    pred: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None, colours: Any = None
+) -> torch.Tensor:
+    """Minus the mean per-image PSNR in dB (``metrics.psnr``'s ``10 log10(1 / MSE)`` over RGB in
+    [0, 1], the painted pixels clipped as the decoder clips them): the number restoration is
+    judged by, where the model's smooth-L1 weighs every pixel of every image alike and so favours
+    the images with the largest errors. ``pred`` and ``targets`` (N, 3, S, S) normalised;
+    ``valid`` (N, 3, S, S) pixel weights or None. ``colours`` is unused (the tuner's signature)."""
+    from painter_cli.model import denormalize
+
+    painted = denormalize(pred.float()).clamp(0.0, 1.0)
+    truth = denormalize(targets.detach().float()).clamp(0.0, 1.0)
+    weight = torch.ones_like(truth) if valid is None else valid.to(truth.dtype)
+    mse = ((painted - truth) ** 2 * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1.0)
+    return (10.0 * torch.log10(mse.clamp_min(1e-10))).mean()
 
 
 def heatmap_loss(

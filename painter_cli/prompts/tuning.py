@@ -23,7 +23,13 @@ from painter_cli.inference import Prompt, atomic_write, write_json
 from painter_cli.model import IMAGENET_MEAN, IMAGENET_STD
 from painter_cli.prompts.files import REPORT_FILE, save_prompt
 from painter_cli.prompts.halving import json_float
-from painter_cli.prompts.objectives import codec_palette, heatmap_loss, palette_loss
+from painter_cli.prompts.objectives import (
+    OBJECTIVES,
+    codec_palette,
+    heatmap_loss,
+    palette_loss,
+    psnr_loss,
+)
 from painter_cli.prompts.scoring import QueryStore, stack_canvases
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,8 @@ class PromptTuner:
     ``"palette"`` the cross-entropy of the nearest-palette-colour decision (``palette_loss``,
     ``colours`` from ``codec_palette``), which follows mIoU / AP where the smooth-L1 does not;
     ``"heatmap"`` the cross-entropy of the keypoint decoder's argmax (``heatmap_loss``, the
-    (G, B) class colours as ``colours``), which follows keypoint AP. ``seg_type``: the SegGPT type
+    (G, B) class colours as ``colours``), which follows keypoint AP; ``"psnr"`` minus the mean
+    per-image PSNR of restoration (``psnr_loss``). ``seg_type``: the SegGPT type
     token the model paints with (None: its default), as the prompt will be used.
     """
 
@@ -65,8 +72,8 @@ class PromptTuner:
     ):
         if lr <= 0:
             raise PainterError(f"--lr {lr}: must be > 0")
-        if objective not in ("loss", "palette", "heatmap"):
-            raise PainterError(f"objective {objective!r}: expected loss, palette or heatmap")
+        if objective not in OBJECTIVES:
+            raise PainterError(f"objective {objective!r}: expected {', '.join(OBJECTIVES)}")
         if objective == "heatmap" and colours is None:
             raise PainterError("the heatmap objective needs the keypoint class colours")
         self.objective, self.colours, self.seg_type = objective, colours, seg_type
@@ -98,7 +105,7 @@ class PromptTuner:
             imgs, tgts, mask, full_valid, compute_loss=False, seg_type=self.seg_type
         )
         s = images.shape[-2]
-        fn = heatmap_loss if self.objective == "heatmap" else palette_loss
+        fn = {"heatmap": heatmap_loss, "psnr": psnr_loss}.get(self.objective, palette_loss)
         return fn(pred[:, :, s:], tgts[:, :, s:], full_valid[:, :, s:], self.colours)
 
     def step(
