@@ -31,16 +31,17 @@ selected pair, ``evaluation.GroupPairing(fixed=...)``).
 ``--acceptance`` runs issue 17's acceptance on the synthetic suite (``--suite ROOT``, default the
 cached suite of ``defaults.ensure_suite``) and prints every number it asks for, then a summary:
 
-1. the concept task's held-out classes (``synthetic-segment``, ood split, one class at a time;
-   held-out queries from the ood split generated with the next seed): random mean, selected,
-   tuned, noise; how many classes have selected > random and tuned > selected by more than the
-   noise (needed: 4);
+1. the concept task's held-out classes (``synthetic-segment``, ood split, one class at a time,
+   searched with ``--cross``: each pair scored on the class's other pairs; held-out queries from
+   the ood split generated with the next seed): random mean, selected, tuned, noise; how many
+   classes have selected > random and tuned > selected by more than the noise (needed: 4);
 2. FSS-style one-shot eval of those held-out queries: mIoU and FB-IoU of the per-class selected
    prompts against the seeded random one-shot protocol;
 3. the seven original tasks (train split candidates, val probes, the rest of val held out):
    whether each one's prompt content matters (``content``, from ``r``); where it does not, no
    selected or tuned gain is claimed;
-4. depth and restoration: tuned > selected by more than the noise.
+4. depth and restoration: tuned > selected on the held-out queries, paired (``paired_gain``: the
+   mean per-query gain above ``PAIRED_SE`` standard errors); also against the noise.
 
 Its settings per part are ``ACCEPTANCE`` (any option given on the command line overrides both
 parts). ``--parts``, ``--tasks`` and ``--groups`` restrict it (for trying it out). ``--json
@@ -237,8 +238,7 @@ class Bench:
         n_tune = s.probe_size if s.tune_probe_size is None else s.tune_probe_size
         used = s.probe_size + n_tune
         if heldout is not probe:
-            held = [int(i) for i in rng.permutation(_members(heldout, task, group))]
-            held = held[: s.heldout_size]
+            held = _draw(heldout, task, group, rng, s.heldout_size)
         else:
             held = perm[used : used + s.heldout_size]
         taken = set(perm[:used]) | (set(held) if heldout is probe else set())
@@ -295,8 +295,7 @@ class Bench:
                 raise SystemExit(f"{name}: --cross needs --probe = --data and --heldout shards")
             tune_probes, rest = perm[:n_tune], perm[n_tune:]
             probes, pool, cands = rest[: s.probe_size], rest, rest[: s.candidates]
-            held = [int(i) for i in rng.permutation(_members(heldout, task, group))]
-            held = held[: s.heldout_size]
+            held = _draw(heldout, task, group, rng, s.heldout_size)
         else:
             probes = perm[: s.probe_size]
             tune_probes = perm[s.probe_size : s.probe_size + n_tune]
@@ -463,6 +462,11 @@ class Bench:
 
 def _dirs(reader: Any) -> list[str]:
     return [str(Path(d).resolve()) for d in reader.dirs]
+
+
+def _draw(reader: Any, task: str, group: str | None, rng: np.random.Generator, n: int) -> list[int]:
+    """``n`` seeded random samples of ``task`` (of its ``group``) in ``reader``."""
+    return [int(i) for i in rng.permutation(_members(reader, task, group))][:n]
 
 
 def _members(reader: Any, task: str, group: str | None) -> list[int]:
