@@ -27,7 +27,7 @@ from painter_cli.prompts.files import REPORT_FILE, load_prompt, safe_name
 from painter_cli.prompts.objectives import resolve_objective
 from painter_cli.prompts.retrieval import FEATURES, describe, retrieve
 from painter_cli.prompts.scoring import ModelScorer, QueryStore, resolve_scoring
-from painter_cli.prompts.selection import select_prompts, split_indices
+from painter_cli.prompts.selection import CROSS_NO_PROBE, select_prompts, split_indices
 from painter_cli.prompts.tuning import tune_prompt
 
 log = logging.getLogger(__name__)
@@ -293,9 +293,7 @@ def run_select(settings: SelectSettings) -> dict[str, Any]:
     if settings.features not in FEATURES:
         raise PainterError(f"--features {settings.features}: expected pixels or encoder")
     if settings.cross and settings.probe:
-        raise PainterError(
-            "--cross scores the candidates on each other: it takes no --probe shards"
-        )
+        raise PainterError(CROSS_NO_PROBE)
     if settings.cross and settings.per_query:
         raise PainterError(
             "--per-query with --cross: every probe's most similar pair would be itself",

@@ -30,6 +30,9 @@ from painter_cli.prompts.halving import (
 log = logging.getLogger(__name__)
 
 
+CROSS_NO_PROBE = "--cross scores the candidates on each other: it takes no --probe shards"
+
+
 def split_indices(
     train: Any,
     task: str,
@@ -58,9 +61,7 @@ def split_indices(
     pool = [int(i) for i in rng.permutation(_members(train, task, group))]
     if cross:
         if probe_reader is not None:
-            raise PainterError(
-                "--cross scores the candidates on each other: it takes no --probe shards"
-            )
+            raise PainterError(CROSS_NO_PROBE)
         if len(pool) < 2:
             raise PainterError(f"{where} has {len(pool)} training pairs: --cross needs 2")
         candidates = pool if n_candidates is None else pool[:n_candidates]
