@@ -219,36 +219,6 @@ class Bench:
         resize = prompt_resize(self.checkpoint, self.model, "auto", codec, task)[1]
         return resize, resolve_seg_type(self.checkpoint, self.model, None, codec.kind, task)
 
-    def split(
-        self,
-        train: Any,
-        probe: Any,
-        heldout: Any,
-        task: str,
-        group: str | None,
-        s: Settings,
-        perm: list[int],
-        rng: np.random.Generator,
-    ) -> tuple[list[int], list[int], list[int]]:
-        """``(held-out queries, tuning pool, candidates)`` around the selection and tuning probes
-        (``perm``'s first ``probe_size + tune_probe_size``) when they are separate sets."""
-        from painter_cli.prompts import split_indices
-
-        same = _dirs(train) == _dirs(probe)
-        n_tune = s.probe_size if s.tune_probe_size is None else s.tune_probe_size
-        used = s.probe_size + n_tune
-        if heldout is not probe:
-            held = _draw(heldout, task, group, rng, s.heldout_size)
-        else:
-            held = perm[used : used + s.heldout_size]
-        taken = set(perm[:used]) | (set(held) if heldout is probe else set())
-        pool = [int(i) for i in _members(train, task, group) if not (same and int(i) in taken)]
-        if group is None:
-            cands, _ = split_indices(train, task, s.candidates, 1, s.seed, probe)
-        else:
-            cands = [int(i) for i in rng.permutation(pool)[: s.candidates]]
-        return held, pool, cands
-
     def measure(
         self,
         train: Any,
@@ -280,26 +250,7 @@ class Bench:
         mode, metric, hib = resolve_scoring(codec.kind, codec=codec)
         size = default_size(self.model, codec.kind)
         resize, seg_type = self.paint_as(train, task)
-        # The same shard folders for candidates and probes (the concept task's ood split): the
-        # probe and held-out queries are then taken out of the candidates and the tuning pool.
-        same = _dirs(train) == _dirs(probe)
-        rng = np.random.default_rng(s.seed)
-        perm = [int(i) for i in rng.permutation(_members(probe, task, group))]
-        # The tuning is validated on other probes than the selection: on the selection probes the
-        # selected prompt's score is the maximum of many, so it is biased upwards.
-        n_tune = s.probe_size if s.tune_probe_size is None else s.tune_probe_size
-        if s.cross:
-            # prompt-select --cross: the pairs left after the tuning probes are the candidates,
-            # the selection probes (never a pair on itself) and the tuning pool.
-            if not same or heldout is probe:
-                raise SystemExit(f"{name}: --cross needs --probe = --data and --heldout shards")
-            tune_probes, rest = perm[:n_tune], perm[n_tune:]
-            probes, pool, cands = rest[: s.probe_size], rest, rest[: s.candidates]
-            held = _draw(heldout, task, group, rng, s.heldout_size)
-        else:
-            probes = perm[: s.probe_size]
-            tune_probes = perm[s.probe_size : s.probe_size + n_tune]
-            held, pool, cands = self.split(train, probe, heldout, task, group, s, perm, rng)
+        probes, tune_probes, held, pool, cands = split(train, probe, heldout, task, group, s)
         if not tune_probes:
             raise SystemExit(f"{name}: no tuning probes left after {len(probes)} probes")
         if not held:
@@ -462,6 +413,45 @@ class Bench:
 
 def _dirs(reader: Any) -> list[str]:
     return [str(Path(d).resolve()) for d in reader.dirs]
+
+
+def split(
+    train: Any, probe: Any, heldout: Any, task: str, group: str | None, s: Settings
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """``(selection probes, tuning probes, held-out queries, tuning pool, candidates)`` of one
+    row, seeded by ``s.seed``."""
+    from painter_cli.prompts import split_indices
+
+    name = task if group is None else f"{task}/{group}"
+    # The same shard folders for candidates and probes (the concept task's ood split): the
+    # probe and held-out queries are then taken out of the candidates and the tuning pool.
+    same = _dirs(train) == _dirs(probe)
+    rng = np.random.default_rng(s.seed)
+    perm = [int(i) for i in rng.permutation(_members(probe, task, group))]
+    # The tuning is validated on other probes than the selection: on the selection probes the
+    # selected prompt's score is the maximum of many, so it is biased upwards.
+    n_tune = s.probe_size if s.tune_probe_size is None else s.tune_probe_size
+    if s.cross:
+        # prompt-select --cross: the pairs left after the tuning probes are the candidates, the
+        # selection probes (never a pair on itself) and the tuning pool.
+        if not same or heldout is probe:
+            raise SystemExit(f"{name}: --cross needs --probe = --data and --heldout shards")
+        tune_probes, rest = perm[:n_tune], perm[n_tune:]
+        held = _draw(heldout, task, group, rng, s.heldout_size)
+        return rest[: s.probe_size], tune_probes, held, rest, rest[: s.candidates]
+    used = s.probe_size + n_tune
+    probes, tune_probes = perm[: s.probe_size], perm[s.probe_size : used]
+    if heldout is not probe:
+        held = _draw(heldout, task, group, rng, s.heldout_size)
+    else:
+        held = perm[used : used + s.heldout_size]
+    taken = set(perm[:used]) | (set(held) if heldout is probe else set())
+    pool = [int(i) for i in _members(train, task, group) if not (same and int(i) in taken)]
+    if group is None:
+        cands, _ = split_indices(train, task, s.candidates, 1, s.seed, probe)
+    else:
+        cands = [int(i) for i in rng.permutation(pool)[: s.candidates]]
+    return probes, tune_probes, held, pool, cands
 
 
 def _draw(reader: Any, task: str, group: str | None, rng: np.random.Generator, n: int) -> list[int]:
