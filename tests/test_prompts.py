@@ -529,6 +529,42 @@ def test_tuner_freezes_model_and_lowers_loss_on_a_fixed_batch(world):
     assert (tuned.image >= lo.view(3, 1, 1) - 1e-6).all()  # clamped to displayable pixels
 
 
+def test_tuner_ema_keeps_the_warmed_up_average_of_the_live_prompts(world):
+    # timm's ModelEmaV3 with warm-up: the decay of update t is 1 - t**(-2/3) (0 at the first
+    # update, 1 - 2**(-2/3) = 0.370039 at the second), capped at ema = 0.5 from the third.
+    train = ShardReader(world["train"])
+    model = build_model("painter-tiny", seed=0).eval()
+    store = QueryStore(train, "nyuv2-depth", 32)
+    idx = [int(i) for i in train.indices("nyuv2-depth")]
+    init = store.pair(idx[0])
+    images, targets, valid = store.get(idx[1:5])
+    tuner = PromptTuner(model, init, lr=0.05, ema=0.5)
+    assert torch.equal(tuner.prompt().image, init.image)  # before any step: the init
+    want_img, want_tgt = None, None
+    for decay in (0.0, 0.370039, 0.5, 0.5):
+        tuner.step(images, targets, valid)
+        live = (tuner.image.detach().clone(), tuner.target.detach().clone())
+        if want_img is None:
+            want_img, want_tgt = live
+        else:
+            want_img = decay * want_img + (1 - decay) * live[0]
+            want_tgt = decay * want_tgt + (1 - decay) * live[1]
+    got = tuner.prompt()
+    tuner.close()
+    assert torch.allclose(got.image, want_img, atol=1e-5)
+    assert torch.allclose(got.target, want_tgt, atol=1e-5)
+    assert not torch.allclose(got.image, tuner.image.detach(), atol=1e-4)  # not the live one
+    # the state round-trips the average and the warm-up clock
+    state = tuner.state_dict()
+    assert state["updates"] == 4 and torch.equal(state["ema_image"], got.image)
+    other = PromptTuner(model, init, lr=0.05, ema=0.5)
+    other.load_state_dict(state)
+    assert other.updates == 4 and torch.equal(other.prompt().target, got.target)
+    other.close()
+    with pytest.raises(PainterError, match="--ema 1.0: expected 0"):
+        PromptTuner(model, init, ema=1.0)
+
+
 def test_scorer_and_tuner_paint_with_the_given_seggpt_type_token(world):
     # A SegGPT model whose two type tokens differ: scoring and tuning with seg_type="semantic"
     # give exactly the semantic token's losses (a checkpoint of ours trained depth with it),
@@ -811,6 +847,31 @@ def test_prompt_tune_cli_outputs_round_trip_and_resume(world, tmp_path, cli_runn
     assert torch.allclose(a["tuner"]["image"], b["tuner"]["image"], atol=1e-6)
     assert torch.allclose(a["tuner"]["target"], b["tuner"]["target"], atol=1e-6)
     assert [h["step"] for h in b["history"]] == [0, 3, 6]
+
+
+def test_prompt_tune_ema_resumes_to_the_straight_run(world, tmp_path, cli_runner):
+    straight = tmp_path / "straight"
+    assert cli_runner.invoke(app, _tune_args(world, straight, 6, "--ema", "0.8")).exit_code == 0
+    report = json.loads((straight / "report.json").read_text())
+    assert report["ema"] == 0.8
+    split = tmp_path / "split"
+    assert cli_runner.invoke(app, _tune_args(world, split, 3, "--ema", "0.8")).exit_code == 0
+    other = cli_runner.invoke(app, _tune_args(world, split, 6, "--resume"))  # without --ema
+    assert other.exit_code == 1 and "other settings" in other.output
+    resumed = cli_runner.invoke(app, _tune_args(world, split, 6, "--ema", "0.8", "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(straight / "tune_state.pt", weights_only=True)["tuner"]
+    b = torch.load(split / "tune_state.pt", weights_only=True)["tuner"]
+    assert a["updates"] == b["updates"] == 6
+    assert torch.allclose(a["ema_image"], b["ema_image"], atol=1e-6)
+    assert torch.allclose(a["ema_target"], b["ema_target"], atol=1e-6)
+    # the kept prompt (the last step validates best here) is the average, not the live prompt
+    kept = load_prompt_tensors(straight / "prompt.safetensors")
+    assert report["best_step"] == 6
+    assert torch.equal(kept.image, a["ema_image"]) and torch.equal(kept.target, a["ema_target"])
+    assert not torch.allclose(kept.image, a["image"], atol=1e-4)
+    bad = cli_runner.invoke(app, _tune_args(world, tmp_path / "bad", 2, "--ema", "1.5"))
+    assert bad.exit_code == 1 and "--ema 1.5: expected 0 (off) or a decay in (0, 1)" in bad.output
 
 
 def test_prompt_tune_from_selected_prompt_feeds_predict(world, tmp_path, cli_runner):

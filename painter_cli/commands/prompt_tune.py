@@ -43,6 +43,12 @@ def prompt_tune(
         help="loss (the training loss), palette (semseg/instance), heatmap (keypoints) or psnr "
         "(restoration).",
     ),
+    ema: float = typer.Option(
+        0.0,
+        "--ema",
+        help="Validate and keep the prompt's moving average over the steps, with this decay "
+        "(0: the live prompt).",
+    ),
     size: int = typer.Option(
         None, "--size", help="Per-image side S.", show_default="the model's own"
     ),
@@ -81,6 +87,7 @@ def prompt_tune(
         save_every=save_every,
         score=score,
         objective=objective,
+        ema=ema,
         size=size,
         device=device,
         seed=seed,

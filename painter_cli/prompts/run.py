@@ -28,7 +28,7 @@ from painter_cli.prompts.objectives import resolve_objective
 from painter_cli.prompts.retrieval import FEATURES, describe, retrieve
 from painter_cli.prompts.scoring import ModelScorer, QueryStore, resolve_scoring
 from painter_cli.prompts.selection import CROSS_NO_PROBE, select_prompts, split_indices
-from painter_cli.prompts.tuning import tune_prompt
+from painter_cli.prompts.tuning import check_ema, tune_prompt
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class TuneSettings:
     metric_variant: str | None = None
     random: int = 8
     group: list[str] | None = None
+    ema: float = 0.0
 
 
 def with_suite_defaults(settings: Any, command: str) -> Any:
@@ -388,6 +389,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
     }
     if settings.random < 0:
         raise PainterError(f"--random {settings.random}: must be >= 0")
+    check_ema(settings.ema)
     if settings.init is not None:
         prompt_sources(settings.init)  # fail on a bad folder before loading the model
     device = resolve_device(settings.device)
@@ -414,6 +416,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
         "score": mode,
         "objective": objective,
         "seed": settings.seed,
+        **({"ema": settings.ema} if settings.ema else {}),  # older runs resume as they were
     }
     reports = {}
     for g, (pool, probes) in splits.items():
@@ -448,6 +451,7 @@ def run_tune(settings: TuneSettings) -> dict[str, Any]:
             fingerprint={**fingerprint, **({"group": g} if g is not None else {})},
             objective=objective,
             seg_type=seg_type,
+            ema=settings.ema,
         )
         if g is not None:
             report["group"] = g

@@ -43,6 +43,22 @@ def _pixel_bounds(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (0 - mean) / std, (1 - mean) / std
 
 
+def check_ema(ema: float) -> None:
+    """A one-line error unless ``ema`` is 0 (off) or a decay in (0, 1)."""
+    if not 0 <= ema < 1:
+        raise PainterError(f"--ema {ema}: expected 0 (off) or a decay in (0, 1)")
+
+
+class PromptPair(torch.nn.Module):
+    """The learnable prompt: ``image`` and ``target`` (3, S, S) normalised, as parameters of one
+    module so that timm's ``ModelEmaV3`` can average them."""
+
+    def __init__(self, image: torch.Tensor, target: torch.Tensor):
+        super().__init__()
+        self.image = torch.nn.Parameter(image.detach().clone().float())
+        self.target = torch.nn.Parameter(target.detach().clone().float())
+
+
 class PromptTuner:
     """A learnable prompt pair in front of a frozen model.
 
@@ -59,6 +75,13 @@ class PromptTuner:
     (G, B) class colours as ``colours``), which follows keypoint AP; ``"psnr"`` minus the mean
     per-image PSNR of restoration (``psnr_loss``). ``seg_type``: the SegGPT type
     token the model paints with (None: its default), as the prompt will be used.
+
+    ``ema`` > 0 keeps an exponential moving average of the prompt over the steps (timm's
+    ``ModelEmaV3``, decay warmed up from 0 and capped at ``ema``), and ``prompt`` returns the
+    average: what is validated and kept. Adam on a few queries a step moves every pixel by about
+    ``lr`` each step, so the live prompt jitters around its optimum and the validation's best step
+    is partly picked by that jitter; the average sits nearer the optimum (measured in
+    docs/prompt-tune.md).
     """
 
     def __init__(
@@ -69,6 +92,7 @@ class PromptTuner:
         objective: str = "loss",
         colours: torch.Tensor | None = None,
         seg_type: str | None = None,
+        ema: float = 0.0,
     ):
         if lr <= 0:
             raise PainterError(f"--lr {lr}: must be > 0")
@@ -76,14 +100,21 @@ class PromptTuner:
             raise PainterError(f"objective {objective!r}: expected {', '.join(OBJECTIVES)}")
         if objective == "heatmap" and colours is None:
             raise PainterError("the heatmap objective needs the keypoint class colours")
+        check_ema(ema)
         self.objective, self.colours, self.seg_type = objective, colours, seg_type
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self._flags = [p.requires_grad for p in model.parameters()]
         for p in model.parameters():
             p.requires_grad_(False)
-        self.image = torch.nn.Parameter(init.image.detach().clone().float().to(self.device))
-        self.target = torch.nn.Parameter(init.target.detach().clone().float().to(self.device))
+        self.pair = PromptPair(init.image, init.target).to(self.device)
+        self.image, self.target = self.pair.image, self.pair.target
+        self.updates = 0  # Adam steps taken (the EMA's warm-up clock)
+        self.average = None
+        if ema:
+            from timm.utils import ModelEmaV3
+
+            self.average = ModelEmaV3(self.pair, decay=ema, use_warmup=True)
         self.optimizer = torch.optim.Adam([self.image, self.target], lr=lr)
         self.lo, self.hi = _pixel_bounds(self.device)
         self.patch = int(model.config.patch_size)
@@ -120,23 +151,37 @@ class PromptTuner:
         with torch.no_grad():
             self.image.copy_(torch.maximum(torch.minimum(self.image, self.hi), self.lo))
             self.target.copy_(torch.maximum(torch.minimum(self.target, self.hi), self.lo))
+        self.updates += 1
+        if self.average is not None:
+            self.average.update(self.pair, step=self.updates)
         return float(loss.detach())
 
     def prompt(self, name: str = "tuned") -> Prompt:
-        return Prompt(self.image.detach().cpu().clone(), self.target.detach().cpu().clone(), name)
+        """The prompt to validate and keep: the moving average with ``ema``, else the live one."""
+        pair = self.pair if self.average is None else self.average.module
+        return Prompt(pair.image.detach().cpu().clone(), pair.target.detach().cpu().clone(), name)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "image": self.image.detach().cpu().clone(),
             "target": self.target.detach().cpu().clone(),
             "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
         }
+        if self.average is not None:
+            state["ema_image"] = self.average.module.image.detach().cpu().clone()
+            state["ema_target"] = self.average.module.target.detach().cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.image.copy_(state["image"].to(self.device))
             self.target.copy_(state["target"].to(self.device))
+            if self.average is not None:
+                self.average.module.image.copy_(state["ema_image"].to(self.device))
+                self.average.module.target.copy_(state["ema_target"].to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state.get("updates", 0))  # absent in states saved before the EMA
 
     def close(self) -> None:
         for p, flag in zip(self.model.parameters(), self._flags, strict=True):
@@ -184,12 +229,14 @@ def tune_prompt(
     progress: bool = True,
     objective: str = "loss",
     seg_type: str | None = None,
+    ema: float = 0.0,
 ) -> dict[str, Any]:
     """Tune ``init`` for ``steps`` Adam steps on batches of ``train_indices`` (seeded per step, so
     a resumed run sees the same batches), validating with ``validate(prompt) -> score`` at step 0,
     every ``val_every`` steps and at the end; the best prompt is kept. ``objective`` is what the
     steps minimise (``PromptTuner``; ``palette`` takes its colours from ``train``'s codec);
-    ``seg_type`` the SegGPT type token the model paints with.
+    ``seg_type`` the SegGPT type token the model paints with; ``ema`` > 0 validates and keeps the
+    prompt's moving average over the steps (``PromptTuner``).
 
     State is saved atomically to ``out/tune_state.pt`` every ``save_every`` steps; ``resume``
     continues from it. Writes ``image.png``, ``target.png``, ``prompt.safetensors`` and
@@ -200,7 +247,9 @@ def tune_prompt(
     fp = json.loads(json.dumps(fingerprint or {"task": task}, default=str))
     state_path = out / TUNE_STATE
     colours = codec_palette(train.codec(task)) if objective != "loss" else None
-    tuner = PromptTuner(model, init, lr, objective=objective, colours=colours, seg_type=seg_type)
+    tuner = PromptTuner(
+        model, init, lr, objective=objective, colours=colours, seg_type=seg_type, ema=ema
+    )
     try:
         state = _load_state(state_path, tuner, fp, resume)
 
@@ -239,6 +288,7 @@ def tune_prompt(
         "lr": lr,
         "batch_size": batch_size,
         "objective": objective,
+        "ema": ema,
         "init": init.name,
         "history": state.history,
         "prompt": str(out),
