@@ -178,10 +178,11 @@ def encode_suite(
     """Write the synthetic suite (``splits``: every split by default) into ``out``: one shard
     directory per split (``out/train``, ``out/val``: the seven in-domain tasks and
     synthetic-segment; ``out/ood``: synthetic-fgseg and synthetic-segment's held-out classes),
-    several tasks a directory, through ``shards.ShardWriter``. ``size``: generation side in pixels; ``count``: samples per task and
-    split (default: each task's ``SyntheticTask.count``, 1000 train, 100 val/ood). Deterministic: the same
-    arguments write identical shards. A split whose ``index.json`` records these arguments is kept
-    (an interrupted run resumes by split). Returns ``{split: directory}``.
+    several tasks a directory, through ``shards.ShardWriter``. ``size``: generation side in
+    pixels; ``count``: samples per task and split (default: each task's ``SyntheticTask.count``,
+    1000 train, 100 val/ood). Deterministic: the same arguments write identical shards. A split
+    whose ``index.json`` records these arguments is kept (an interrupted run resumes by split).
+    Returns ``{split: directory}``.
     """
     from painter_cli.console import make_progress
     from painter_cli.shards import INDEX, ShardWriter, read_index
